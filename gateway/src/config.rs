@@ -1,0 +1,119 @@
+//! Command-line flags and environment of the gateway.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use anyhow::{Result, bail};
+use clap::{Args as ClapArgs, ValueEnum};
+
+/// Flags of `pgmcp-gateway` (each also readable from the env var shown in `--help`).
+#[derive(Debug, Clone, ClapArgs)]
+pub struct Args {
+    /// Address the HTTP server (MCP at /mcp, /healthz, /readyz) listens on.
+    #[arg(long, env = "PGMCP_GATEWAY_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+
+    /// Workers to send calls to: comma-separated gRPC URLs (http://host:port).
+    #[arg(long, env = "PGMCP_WORKERS", value_delimiter = ',', default_value = "http://127.0.0.1:50051")]
+    pub workers: Vec<String>,
+
+    /// Serve MCP over stdin/stdout instead of HTTP.
+    #[arg(long)]
+    pub stdio: bool,
+
+    /// Host header values accepted on /mcp (DNS-rebinding protection), comma-separated.
+    /// Defaults to loopback names; `*` accepts any host (only behind a proxy that checks Host).
+    #[arg(long, env = "PGMCP_ALLOWED_HOSTS", value_delimiter = ',', default_value = "localhost,127.0.0.1,::1")]
+    pub allowed_hosts: Vec<String>,
+
+    /// Rows a `query` returns when the caller sets no `max_rows`.
+    #[arg(long, env = "PGMCP_DEFAULT_MAX_ROWS", default_value_t = 100)]
+    pub default_max_rows: u64,
+
+    /// Largest `max_rows` a caller may ask for.
+    #[arg(long, env = "PGMCP_MAX_ROWS", default_value_t = 10_000)]
+    pub max_rows: u64,
+
+    /// Timeout of a call that sets no `timeout_ms`, in milliseconds.
+    #[arg(long, env = "PGMCP_DEFAULT_TIMEOUT_MS", default_value_t = 30_000)]
+    pub default_timeout_ms: u32,
+
+    /// Largest `timeout_ms` a caller may ask for, in milliseconds.
+    #[arg(long, env = "PGMCP_MAX_TIMEOUT_MS", default_value_t = 300_000)]
+    pub max_timeout_ms: u32,
+
+    /// How long to wait for a connection to a worker, in milliseconds.
+    #[arg(long, env = "PGMCP_WORKER_CONNECT_TIMEOUT_MS", default_value_t = 2_000)]
+    pub worker_connect_timeout_ms: u64,
+
+    /// Log format: `text` (human-readable) or `json`.
+    #[arg(long, env = "PGMCP_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// Limits the gateway applies to every call before it reaches a worker.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    pub default_max_rows: u64,
+    pub max_rows: u64,
+    pub default_timeout_ms: u32,
+    pub max_timeout_ms: u32,
+}
+
+/// The validated gateway configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub workers: Vec<String>,
+    pub stdio: bool,
+    /// `None` when any Host is accepted.
+    pub allowed_hosts: Option<Vec<String>>,
+    pub limits: Limits,
+    pub connect_timeout: Duration,
+}
+
+impl Config {
+    pub fn from_args(args: &Args) -> Result<Self> {
+        let workers: Vec<String> = args
+            .workers
+            .iter()
+            .map(|w| w.trim().to_string())
+            .filter(|w| !w.is_empty())
+            .collect();
+        if workers.is_empty() {
+            bail!("no workers configured: pass --workers http://host:port[,…] (or set PGMCP_WORKERS)");
+        }
+        for w in &workers {
+            if !(w.starts_with("http://") || w.starts_with("https://")) {
+                bail!("worker address `{w}` must be a URL such as http://127.0.0.1:50051");
+            }
+        }
+        if args.default_max_rows == 0 || args.max_rows == 0 {
+            bail!("--default-max-rows and --max-rows must be at least 1");
+        }
+        let allowed_hosts = if args.allowed_hosts.iter().any(|h| h.trim() == "*") {
+            None
+        } else {
+            Some(args.allowed_hosts.iter().map(|h| h.trim().to_string()).collect())
+        };
+        Ok(Config {
+            listen: args.listen,
+            workers,
+            stdio: args.stdio,
+            allowed_hosts,
+            limits: Limits {
+                default_max_rows: args.default_max_rows.min(args.max_rows),
+                max_rows: args.max_rows,
+                default_timeout_ms: args.default_timeout_ms.min(args.max_timeout_ms),
+                max_timeout_ms: args.max_timeout_ms,
+            },
+            connect_timeout: Duration::from_millis(args.worker_connect_timeout_ms),
+        })
+    }
+}

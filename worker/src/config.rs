@@ -1,0 +1,359 @@
+//! Command-line flags and environment of the worker, and the validated
+//! configuration built from them.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use clap::{Args as ClapArgs, ValueEnum};
+
+/// Flags of `pgmcp-worker` (each also readable from the env var shown in `--help`).
+#[derive(Debug, Clone, ClapArgs)]
+pub struct Args {
+    /// Address the gRPC server listens on.
+    #[arg(long, env = "PGMCP_WORKER_LISTEN", default_value = "127.0.0.1:50051")]
+    pub listen: SocketAddr,
+
+    /// Database to serve, as a PostgreSQL URL. Its target name is the
+    /// database name. libpq's PG* variables fill in what the URL leaves out.
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<String>,
+
+    /// Another database target, as NAME=URL. Repeat for several targets.
+    #[arg(long = "database", value_name = "NAME=URL", env = "PGMCP_DATABASES", value_delimiter = ',', hide_env_values = true)]
+    pub databases: Vec<String>,
+
+    /// Access mode: MODE for every target, or NAME=MODE for one target.
+    /// Repeatable. MODE is `read-only` (the default) or `read-write`.
+    #[arg(long = "mode", value_name = "[NAME=]MODE", env = "PGMCP_MODE", value_delimiter = ',')]
+    pub modes: Vec<String>,
+
+    /// Name of this worker instance; also the `application_name` of its
+    /// PostgreSQL sessions. Defaults to `pgmcp-worker-<hostname>-<pid>`.
+    #[arg(long, env = "PGMCP_WORKER_NAME")]
+    pub name: Option<String>,
+
+    /// Largest number of connections in each target's pool.
+    #[arg(long, env = "PGMCP_POOL_MAX_CONNECTIONS", default_value_t = 10)]
+    pub pool_max_connections: u32,
+
+    /// Connections each pool keeps open even when idle.
+    #[arg(long, env = "PGMCP_POOL_MIN_CONNECTIONS", default_value_t = 1)]
+    pub pool_min_connections: u32,
+
+    /// How long a call waits for a free pooled connection, in milliseconds.
+    #[arg(long, env = "PGMCP_POOL_ACQUIRE_TIMEOUT_MS", default_value_t = 5_000)]
+    pub pool_acquire_timeout_ms: u64,
+
+    /// Idle connections above the minimum are closed after this many seconds.
+    #[arg(long, env = "PGMCP_POOL_IDLE_TIMEOUT_S", default_value_t = 300)]
+    pub pool_idle_timeout_s: u64,
+
+    /// Connections are replaced after this many seconds.
+    #[arg(long, env = "PGMCP_POOL_MAX_LIFETIME_S", default_value_t = 1_800)]
+    pub pool_max_lifetime_s: u64,
+
+    /// How long start-up waits for each database before giving up, in milliseconds.
+    #[arg(long, env = "PGMCP_CONNECT_TIMEOUT_MS", default_value_t = 10_000)]
+    pub connect_timeout_ms: u64,
+
+    /// Statement timeout of a call that asks for none, in milliseconds.
+    #[arg(long, env = "PGMCP_STATEMENT_TIMEOUT_MS", default_value_t = 30_000)]
+    pub statement_timeout_ms: u32,
+
+    /// Largest statement timeout a call may ask for, in milliseconds.
+    #[arg(long, env = "PGMCP_MAX_STATEMENT_TIMEOUT_MS", default_value_t = 300_000)]
+    pub max_statement_timeout_ms: u32,
+
+    /// `idle_in_transaction_session_timeout` of every session, in milliseconds.
+    #[arg(long, env = "PGMCP_IDLE_IN_TRANSACTION_TIMEOUT_MS", default_value_t = 60_000)]
+    pub idle_in_transaction_timeout_ms: u32,
+
+    /// Rows returned by a query that asks for no row limit.
+    #[arg(long, env = "PGMCP_DEFAULT_MAX_ROWS", default_value_t = 1_000)]
+    pub default_max_rows: u64,
+
+    /// Largest row limit a query may ask for.
+    #[arg(long, env = "PGMCP_MAX_ROWS", default_value_t = 100_000)]
+    pub max_rows: u64,
+
+    /// Bytes of JSON rows returned by a query that asks for no byte limit.
+    #[arg(long, env = "PGMCP_DEFAULT_MAX_BYTES", default_value_t = 4 * 1024 * 1024)]
+    pub default_max_bytes: u64,
+
+    /// Largest byte limit a query may ask for.
+    #[arg(long, env = "PGMCP_MAX_BYTES", default_value_t = 64 * 1024 * 1024)]
+    pub max_bytes: u64,
+
+    /// Largest SQL text accepted, in bytes.
+    #[arg(long, env = "PGMCP_MAX_SQL_BYTES", default_value_t = 1024 * 1024)]
+    pub max_sql_bytes: usize,
+
+    /// Most parameters accepted per statement.
+    #[arg(long, env = "PGMCP_MAX_PARAMS", default_value_t = 1_000)]
+    pub max_params: usize,
+
+    /// Log format: `text` (human-readable) or `json`.
+    #[arg(long, env = "PGMCP_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// Whether a target accepts writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    ReadOnly,
+    ReadWrite,
+}
+
+impl Mode {
+    fn parse(s: &str) -> Result<Self> {
+        match s.trim() {
+            "read-only" | "ro" => Ok(Mode::ReadOnly),
+            "read-write" | "rw" => Ok(Mode::ReadWrite),
+            other => bail!("unknown access mode `{other}`: use `read-only` or `read-write`"),
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::ReadOnly => "read-only",
+            Mode::ReadWrite => "read-write",
+        }
+    }
+}
+
+/// One configured database target.
+#[derive(Clone)]
+pub struct TargetConfig {
+    pub name: String,
+    pub url: String,
+    pub mode: Mode,
+}
+
+impl std::fmt::Debug for TargetConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TargetConfig")
+            .field("name", &self.name)
+            .field("url", &redact_url(&self.url))
+            .field("mode", &self.mode)
+            .finish()
+    }
+}
+
+/// Pool settings shared by all targets.
+#[derive(Debug, Clone)]
+pub struct PoolSettings {
+    pub max_connections: u32,
+    pub min_connections: u32,
+    pub acquire_timeout: Duration,
+    pub idle_timeout: Duration,
+    pub max_lifetime: Duration,
+    pub connect_timeout: Duration,
+    pub statement_timeout_ms: u32,
+    pub idle_in_transaction_timeout_ms: u32,
+}
+
+/// Per-call limits.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    pub default_timeout_ms: u32,
+    pub max_timeout_ms: u32,
+    pub default_max_rows: u64,
+    pub max_rows: u64,
+    pub default_max_bytes: u64,
+    pub max_bytes: u64,
+    pub max_sql_bytes: usize,
+    pub max_params: usize,
+}
+
+/// The validated worker configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub name: String,
+    pub targets: Vec<TargetConfig>,
+    pub pool: PoolSettings,
+    pub limits: Limits,
+}
+
+impl Config {
+    pub fn from_args(args: &Args) -> Result<Self> {
+        let mut targets = Vec::new();
+        if let Some(url) = &args.database_url {
+            targets.push(TargetConfig {
+                name: default_target_name(url)?,
+                url: url.clone(),
+                mode: Mode::ReadOnly,
+            });
+        }
+        for spec in &args.databases {
+            let (name, url) = spec
+                .split_once('=')
+                .filter(|(n, u)| !n.trim().is_empty() && !u.trim().is_empty())
+                .with_context(|| {
+                    format!(
+                        "--database expects NAME=URL, got `{}`",
+                        redact_url(spec)
+                    )
+                })?;
+            targets.push(TargetConfig {
+                name: name.trim().to_string(),
+                url: url.trim().to_string(),
+                mode: Mode::ReadOnly,
+            });
+        }
+        if targets.is_empty() {
+            bail!("no database configured: pass --database-url URL (or set DATABASE_URL), or --database NAME=URL");
+        }
+        for (i, t) in targets.iter().enumerate() {
+            if targets[..i].iter().any(|o| o.name == t.name) {
+                bail!(
+                    "two database targets are named `{}`; give them distinct names with --database NAME=URL",
+                    t.name
+                );
+            }
+        }
+        for spec in &args.modes {
+            match spec.split_once('=') {
+                None => {
+                    let mode = Mode::parse(spec)?;
+                    targets.iter_mut().for_each(|t| t.mode = mode);
+                }
+                Some((name, mode)) => {
+                    let mode = Mode::parse(mode)?;
+                    let target = targets
+                        .iter_mut()
+                        .find(|t| t.name == name.trim())
+                        .with_context(|| format!("--mode names `{name}`, which is not a configured database"))?;
+                    target.mode = mode;
+                }
+            }
+        }
+        if args.pool_max_connections == 0 {
+            bail!("--pool-max-connections must be at least 1");
+        }
+        if args.pool_min_connections > args.pool_max_connections {
+            bail!("--pool-min-connections ({}) exceeds --pool-max-connections ({})", args.pool_min_connections, args.pool_max_connections);
+        }
+        if args.statement_timeout_ms > args.max_statement_timeout_ms {
+            bail!("--statement-timeout-ms ({}) exceeds --max-statement-timeout-ms ({})", args.statement_timeout_ms, args.max_statement_timeout_ms);
+        }
+        let name = args.name.clone().unwrap_or_else(default_instance_name);
+        Ok(Config {
+            listen: args.listen,
+            name,
+            targets,
+            pool: PoolSettings {
+                max_connections: args.pool_max_connections,
+                min_connections: args.pool_min_connections,
+                acquire_timeout: Duration::from_millis(args.pool_acquire_timeout_ms),
+                idle_timeout: Duration::from_secs(args.pool_idle_timeout_s),
+                max_lifetime: Duration::from_secs(args.pool_max_lifetime_s),
+                connect_timeout: Duration::from_millis(args.connect_timeout_ms),
+                statement_timeout_ms: args.statement_timeout_ms,
+                idle_in_transaction_timeout_ms: args.idle_in_transaction_timeout_ms,
+            },
+            limits: Limits {
+                default_timeout_ms: args.statement_timeout_ms,
+                max_timeout_ms: args.max_statement_timeout_ms,
+                default_max_rows: args.default_max_rows.min(args.max_rows),
+                max_rows: args.max_rows,
+                default_max_bytes: args.default_max_bytes.min(args.max_bytes),
+                max_bytes: args.max_bytes,
+                max_sql_bytes: args.max_sql_bytes,
+                max_params: args.max_params,
+            },
+        })
+    }
+}
+
+fn default_instance_name() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "local".into());
+    format!("pgmcp-worker-{host}-{}", std::process::id())
+}
+
+/// A target's default name: the database named in its URL, else `PGDATABASE`,
+/// else the user name (libpq's rule), else `postgres`.
+fn default_target_name(url: &str) -> Result<String> {
+    let parsed = url::Url::parse(url).with_context(|| {
+        format!("the database URL `{}` is not a valid URL (expected postgres://user@host:port/dbname)", redact_url(url))
+    })?;
+    if !matches!(parsed.scheme(), "postgres" | "postgresql") {
+        bail!("the database URL must start with postgres:// or postgresql://, got `{}`", redact_url(url));
+    }
+    let db = parsed.path().trim_start_matches('/');
+    if !db.is_empty() {
+        return Ok(db.to_string());
+    }
+    if let Ok(db) = std::env::var("PGDATABASE")
+        && !db.is_empty()
+    {
+        return Ok(db);
+    }
+    if !parsed.username().is_empty() {
+        return Ok(parsed.username().to_string());
+    }
+    Ok(std::env::var("PGUSER").unwrap_or_else(|_| "postgres".into()))
+}
+
+/// `url` with any password replaced by `***`, safe to print.
+pub fn redact_url(url: &str) -> String {
+    if let Ok(mut parsed) = url::Url::parse(url) {
+        if parsed.password().is_some() {
+            let _ = parsed.set_password(Some("***"));
+        }
+        let pairs: Vec<(String, String)> = parsed
+            .query_pairs()
+            .map(|(k, v)| {
+                let v = if k.eq_ignore_ascii_case("password") { "***".into() } else { v.into_owned() };
+                (k.into_owned(), v)
+            })
+            .collect();
+        if !pairs.is_empty() {
+            parsed.query_pairs_mut().clear().extend_pairs(pairs);
+        }
+        return parsed.to_string();
+    }
+    // Not a URL: hide everything after a `:` up to an `@`, like user:secret@host.
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => {
+            let creds = &url[s + 3..at];
+            let user = creds.split(':').next().unwrap_or("");
+            format!("{}{user}:***{}", &url[..s + 3], &url[at..])
+        }
+        _ => url.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redacts_passwords() {
+        assert_eq!(
+            redact_url("postgres://u:secret@h:5432/db"),
+            "postgres://u:***@h:5432/db"
+        );
+        assert_eq!(
+            redact_url("postgres://u@h/db?password=secret&sslmode=require"),
+            "postgres://u@h/db?password=***&sslmode=require"
+        );
+        assert!(!redact_url("sales=postgres://u:secret@h/db").contains("secret"));
+    }
+
+    #[test]
+    fn target_name_defaults_to_database() {
+        assert_eq!(default_target_name("postgres://u@h:1/shop").ok().as_deref(), Some("shop"));
+    }
+}

@@ -1,0 +1,58 @@
+//! pgmcp worker: owns the database connections and runs SQL for gateways.
+//!
+//! Map: [`config`] (flags → [`config::Config`]), [`targets`] (one pool per
+//! database), [`service`] (the gRPC service), [`query`] (one statement's life
+//! on a connection), [`params`] (binding), [`decode`] (values → JSON),
+//! [`error`] (failures → the contract's error), [`server`] (assembly).
+
+pub mod config;
+pub mod decode;
+pub mod error;
+pub mod params;
+pub mod query;
+pub mod server;
+pub mod service;
+pub mod targets;
+
+use anyhow::{Context, Result};
+
+pub use config::{Args, Config};
+
+/// Runs a worker with `args` until SIGINT or SIGTERM.
+pub async fn run(args: Args) -> Result<()> {
+    let config = Config::from_args(&args)?;
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.listen))?;
+    server::serve(config, listener, shutdown_signal()).await
+}
+
+/// Completes on the first SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot watch SIGTERM; stopping on SIGINT only");
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+}
+
+/// Sets up logging to stderr: `RUST_LOG` filtering (default `info`), text or JSON.
+pub fn init_logging(format: config::LogFormat) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        config::LogFormat::Text => builder.try_init(),
+        config::LogFormat::Json => builder.json().try_init(),
+    };
+}

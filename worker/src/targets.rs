@@ -1,0 +1,171 @@
+//! The database targets a worker serves: one sqlx pool each.
+
+use std::str::FromStr;
+use std::sync::Arc;
+
+use anyhow::{Context, Result, bail};
+use pgmcp_proto::error::ErrorKind;
+use pgmcp_proto::v1;
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::{ConnectOptions, Row};
+
+use crate::config::{Config, Mode, PoolSettings, TargetConfig, redact_url};
+use crate::error::WorkerError;
+
+/// One database target and its pool.
+pub struct Target {
+    pub name: String,
+    pub mode: Mode,
+    /// Database name on the server.
+    pub database: String,
+    pub server_version: String,
+    pub pool: PgPool,
+}
+
+impl Target {
+    pub fn to_proto(&self) -> v1::Target {
+        v1::Target {
+            name: self.name.clone(),
+            mode: match self.mode {
+                Mode::ReadOnly => v1::AccessMode::ReadOnly,
+                Mode::ReadWrite => v1::AccessMode::ReadWrite,
+            } as i32,
+            database: self.database.clone(),
+            server_version: self.server_version.clone(),
+        }
+    }
+}
+
+/// All targets of a worker, in configuration order.
+pub struct Targets {
+    targets: Vec<Arc<Target>>,
+}
+
+impl Targets {
+    /// Opens a pool per target and checks each database is reachable.
+    /// Fails with a message naming the target (never its password).
+    pub async fn connect(config: &Config) -> Result<Self> {
+        let mut targets = Vec::with_capacity(config.targets.len());
+        for t in &config.targets {
+            targets.push(Arc::new(connect_target(t, &config.pool, &config.name).await?));
+        }
+        Ok(Targets { targets })
+    }
+
+    /// The target called `name`; the only target when `name` is empty.
+    pub fn get(&self, name: &str) -> Result<&Arc<Target>, WorkerError> {
+        if name.is_empty() {
+            return match self.targets.as_slice() {
+                [only] => Ok(only),
+                _ => Err(WorkerError::new(
+                    ErrorKind::UnknownDatabase,
+                    format!(
+                        "this worker serves several databases; name one with `database` ({})",
+                        self.names().join(", ")
+                    ),
+                )),
+            };
+        }
+        self.targets.iter().find(|t| t.name == name).ok_or_else(|| {
+            WorkerError::new(
+                ErrorKind::UnknownDatabase,
+                format!(
+                    "no database named `{name}` here; available: {}",
+                    self.names().join(", ")
+                ),
+            )
+            .for_database(name)
+        })
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &Arc<Target>> {
+        self.targets.iter()
+    }
+
+    pub fn names(&self) -> Vec<String> {
+        self.targets.iter().map(|t| t.name.clone()).collect()
+    }
+
+    /// Closes every pool (waits for connections in use to be returned).
+    pub async fn close(&self) {
+        for t in &self.targets {
+            t.pool.close().await;
+        }
+    }
+}
+
+async fn connect_target(t: &TargetConfig, pool: &PoolSettings, app_name: &str) -> Result<Target> {
+    let shown = redact_url(&t.url);
+    let mut options = PgConnectOptions::from_str(&t.url)
+        .with_context(|| format!("database `{}`: invalid URL {shown}", t.name))?
+        .application_name(app_name)
+        .log_statements(tracing::log::LevelFilter::Debug);
+    let statement_timeout = pool.statement_timeout_ms.to_string();
+    let idle_timeout = pool.idle_in_transaction_timeout_ms.to_string();
+    let mut startup = vec![
+        ("timezone", "UTC"),
+        ("statement_timeout", statement_timeout.as_str()),
+        ("idle_in_transaction_session_timeout", idle_timeout.as_str()),
+    ];
+    if t.mode == Mode::ReadOnly {
+        startup.push(("default_transaction_read_only", "on"));
+    }
+    options = options.options(startup);
+    let where_ = format!(
+        "{}:{} as user `{}`",
+        options.get_host(),
+        options.get_port(),
+        options.get_username()
+    );
+
+    let connect = PgPoolOptions::new()
+        .max_connections(pool.max_connections)
+        .min_connections(pool.min_connections)
+        .acquire_timeout(pool.acquire_timeout)
+        .idle_timeout(pool.idle_timeout)
+        .max_lifetime(pool.max_lifetime)
+        .test_before_acquire(false)
+        .connect_with(options);
+    let pg_pool = match tokio::time::timeout(pool.connect_timeout, connect).await {
+        Ok(Ok(p)) => p,
+        Ok(Err(e)) => bail!(
+            "cannot connect to database `{}` at {where_}: {}",
+            t.name,
+            scrub(&e.to_string(), &t.url)
+        ),
+        Err(_) => bail!(
+            "cannot connect to database `{}` at {where_}: no answer within {} ms",
+            t.name,
+            pool.connect_timeout.as_millis()
+        ),
+    };
+    let row = sqlx::query("SELECT current_database(), current_setting('server_version')")
+        .fetch_one(&pg_pool)
+        .await
+        .with_context(|| format!("database `{}`: first query failed", t.name))?;
+    let database: String = row.try_get(0)?;
+    let server_version: String = row.try_get(1)?;
+    tracing::info!(
+        target = %t.name,
+        database = %database,
+        server_version = %server_version,
+        mode = t.mode.as_str(),
+        at = %where_,
+        "connected"
+    );
+    Ok(Target {
+        name: t.name.clone(),
+        mode: t.mode,
+        database,
+        server_version,
+        pool: pg_pool,
+    })
+}
+
+/// Removes the URL's password from a driver message, should it appear.
+fn scrub(message: &str, url: &str) -> String {
+    match url::Url::parse(url).ok().and_then(|u| u.password().map(str::to_string)) {
+        Some(pw) if !pw.is_empty() => message.replace(&pw, "***"),
+        _ => message.to_string(),
+    }
+}
