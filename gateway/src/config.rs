@@ -34,6 +34,11 @@ pub struct Args {
     #[arg(long, env = "PGMCP_MAX_ROWS", default_value_t = 10_000)]
     pub max_rows: u64,
 
+    /// Bytes of JSON rows a `query` returns at most; more rows are cut off
+    /// with an explicit truncation note.
+    #[arg(long, env = "PGMCP_MAX_RESULT_BYTES", default_value_t = 1024 * 1024)]
+    pub max_result_bytes: u64,
+
     /// Timeout of a call that sets no `timeout_ms`, in milliseconds.
     #[arg(long, env = "PGMCP_DEFAULT_TIMEOUT_MS", default_value_t = 30_000)]
     pub default_timeout_ms: u32,
@@ -62,6 +67,7 @@ pub enum LogFormat {
 pub struct Limits {
     pub default_max_rows: u64,
     pub max_rows: u64,
+    pub max_result_bytes: u64,
     pub default_timeout_ms: u32,
     pub max_timeout_ms: u32,
 }
@@ -110,6 +116,7 @@ impl Config {
             limits: Limits {
                 default_max_rows: args.default_max_rows.min(args.max_rows),
                 max_rows: args.max_rows,
+                max_result_bytes: args.max_result_bytes,
                 default_timeout_ms: args.default_timeout_ms.min(args.max_timeout_ms),
                 max_timeout_ms: args.max_timeout_ms,
             },

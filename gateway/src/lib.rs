@@ -1,11 +1,96 @@
-//! pgmcp gateway: the MCP front end.
+//! pgmcp gateway: the MCP front end. Speaks MCP to clients (Streamable HTTP
+//! or stdio), validates arguments, and turns every tool call into a gRPC
+//! call to a worker. It holds no SQL of its own and no database credentials.
+//!
+//! Map: [`config`] (flags), [`server`] (the MCP handler), [`tools`] (one file
+//! per tool), [`fleet`] (workers and routing), [`errors`] (one error type and
+//! its explanations), [`render`] (text for the model), [`http`] (HTTP routes).
 
 pub mod config;
+pub mod errors;
+pub mod fleet;
+pub mod http;
+pub mod render;
+pub mod server;
+pub mod tools;
+
+use anyhow::{Context, Result};
+use rmcp::ServiceExt;
+use tokio_util::sync::CancellationToken;
 
 pub use config::{Args, Config};
+pub use server::PgMcp;
 
-/// Runs a gateway with `args` until SIGINT or SIGTERM (or stdin closes with `--stdio`).
-pub async fn run(args: Args) -> anyhow::Result<()> {
-    let _config = Config::from_args(&args)?;
-    anyhow::bail!("not yet assembled")
+/// Builds the MCP service for `config`.
+pub fn service(config: &Config) -> Result<PgMcp> {
+    let fleet = fleet::Fleet::new(&config.workers, config.connect_timeout)?;
+    Ok(PgMcp::new(fleet, config.limits.clone()))
+}
+
+/// Runs a gateway with `args` until SIGINT or SIGTERM (or, with `--stdio`,
+/// until stdin closes).
+pub async fn run(args: Args) -> Result<()> {
+    let config = Config::from_args(&args)?;
+    let mcp = service(&config)?;
+    if config.stdio {
+        let running = mcp
+            .serve(rmcp::transport::stdio())
+            .await
+            .context("starting MCP over stdio")?;
+        running.waiting().await.context("MCP over stdio")?;
+        return Ok(());
+    }
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.listen))?;
+    serve_http(config, mcp, listener, shutdown_signal()).await
+}
+
+/// Serves HTTP on `listener` until `shutdown` completes.
+pub async fn serve_http(
+    config: Config,
+    mcp: PgMcp,
+    listener: tokio::net::TcpListener,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<()> {
+    let token = CancellationToken::new();
+    let app = http::router(mcp, config.allowed_hosts.clone(), token.clone());
+    tracing::info!(addr = %listener.local_addr()?, workers = ?config.workers, "gateway listening; MCP at /mcp");
+    axum::serve(listener, app)
+        .with_graceful_shutdown(async move {
+            shutdown.await;
+            token.cancel();
+        })
+        .await
+        .context("HTTP server failed")
+}
+
+/// Completes on the first SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+        }
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}
+
+/// Sets up logging to stderr (never stdout: stdio mode speaks MCP there):
+/// `RUST_LOG` filtering (default `info`), text or JSON.
+pub fn init_logging(format: config::LogFormat) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        config::LogFormat::Text => builder.try_init(),
+        config::LogFormat::Json => builder.json().try_init(),
+    };
 }

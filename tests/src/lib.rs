@@ -1,1 +1,15 @@
+//! The pgmcp test kit: a throwaway PostgreSQL, workers and gateways on real
+//! sockets (in-process or as processes), and MCP clients.
+//!
+//! Every test gets its own PostgreSQL cluster ([`Pg::start`]), so tests run
+//! in parallel without sharing state; nothing is mocked.
 
+pub mod bins;
+pub mod gateway;
+pub mod mcp;
+pub mod pg;
+pub mod stack;
+pub mod worker;
+
+pub use pg::Pg;
+pub use stack::Stack;

@@ -122,6 +122,8 @@ pub fn kind_for_sqlstate(code: &str, message: &str) -> ErrorKind {
         (_, "55P03") => ErrorKind::Timeout,
         (_, "40001") | (_, "40P01") => ErrorKind::Conflict,
         (_, "53300") => ErrorKind::PoolExhausted,
+        // The server ended the session (admin shutdown, crash, restart).
+        (_, "57P01") | (_, "57P02") | (_, "57P03") => ErrorKind::Connection,
         ("23", _) => ErrorKind::ConstraintViolation,
         ("28", _) => ErrorKind::PermissionDenied,
         ("08", _) => ErrorKind::Connection,

@@ -266,12 +266,13 @@ async fn encode_row(
 
 /// The PostgreSQL text form of a binary value, computed by the server
 /// (`SELECT $1::text` runs the type's output function). Used for types
-/// the decoder does not know, such as those of extensions.
+/// the decoder does not know, such as those of extensions. Runs on the
+/// target's side connection, since the call holds its pooled one.
 async fn text_form(target: &Target, ty: &PgTypeInfo, bytes: &[u8]) -> Result<String, WorkerError> {
     let row = sqlx::query("SELECT $1::text")
         .persistent(false)
         .bind(Bound::new(ty.clone(), Some(bytes.to_vec())))
-        .fetch_one(&target.pool)
+        .fetch_one(&target.side)
         .await?;
     Ok(row.try_get::<String, _>(0)?)
 }
@@ -280,7 +281,7 @@ async fn text_form(target: &Target, ty: &PgTypeInfo, bytes: &[u8]) -> Result<Str
 /// instead of returning it to the pool.
 async fn discard(target: &Target, conn: PoolConnection<Postgres>, pid: i32) {
     let cancel = sqlx::query("SELECT pg_cancel_backend($1)").bind(pid);
-    match tokio::time::timeout(Duration::from_secs(2), cancel.execute(&target.pool)).await {
+    match tokio::time::timeout(Duration::from_secs(2), cancel.execute(&target.side)).await {
         Ok(Ok(_)) => {}
         Ok(Err(e)) => tracing::warn!(target = %target.name, pid, error = %e, "could not cancel backend"),
         Err(_) => tracing::warn!(target = %target.name, pid, "cancelling backend timed out"),

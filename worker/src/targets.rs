@@ -20,6 +20,10 @@ pub struct Target {
     pub database: String,
     pub server_version: String,
     pub pool: PgPool,
+    /// One extra connection, opened on first use, for work that must not
+    /// wait on the main pool: cancelling a backend, asking PostgreSQL for a
+    /// value's text form while a call holds its pooled connection.
+    pub side: PgPool,
 }
 
 impl Target {
@@ -90,6 +94,7 @@ impl Targets {
     pub async fn close(&self) {
         for t in &self.targets {
             t.pool.close().await;
+            t.side.close().await;
         }
     }
 }
@@ -111,6 +116,13 @@ async fn connect_target(t: &TargetConfig, pool: &PoolSettings, app_name: &str) -
         startup.push(("default_transaction_read_only", "on"));
     }
     options = options.options(startup);
+    let side = PgPoolOptions::new()
+        .max_connections(1)
+        .min_connections(0)
+        .acquire_timeout(pool.acquire_timeout)
+        .idle_timeout(pool.idle_timeout)
+        .max_lifetime(pool.max_lifetime)
+        .connect_lazy_with(options.clone());
     let where_ = format!(
         "{}:{} as user `{}`",
         options.get_host(),
@@ -159,6 +171,7 @@ async fn connect_target(t: &TargetConfig, pool: &PoolSettings, app_name: &str) -
         database,
         server_version,
         pool: pg_pool,
+        side,
     })
 }
 

@@ -1,0 +1,220 @@
+//! The gateway's one error type, and how each kind of failure is explained
+//! to the caller (usually a model): what happened and what to do next.
+
+use pgmcp_proto::error::{Error, ErrorKind};
+use serde_json::json;
+
+/// A failed tool call. Wraps the contract's [`Error`] so workers and the
+/// gateway share one taxonomy.
+#[derive(Debug, Clone)]
+pub struct GatewayError(pub Error);
+
+impl GatewayError {
+    pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
+        GatewayError(Error::new(kind, message))
+    }
+
+    pub fn invalid(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::InvalidRequest, message)
+    }
+
+    pub fn kind(&self) -> ErrorKind {
+        self.0.kind()
+    }
+
+    /// The caller-facing explanation: the error, where it points, and the
+    /// next step.
+    pub fn explain(&self, sql: Option<&str>) -> String {
+        let e = &self.0;
+        let mut out = String::new();
+        let headline = match e.kind() {
+            ErrorKind::Syntax => "SQL syntax error",
+            ErrorKind::UndefinedObject => "Undefined object",
+            ErrorKind::ConstraintViolation => "Constraint violation",
+            ErrorKind::PermissionDenied => "Permission denied",
+            ErrorKind::ReadOnly => "Read-only",
+            ErrorKind::Timeout => "Timed out",
+            ErrorKind::Cancelled => "Cancelled",
+            ErrorKind::Connection => "Database connection lost",
+            ErrorKind::PoolExhausted => "Database busy",
+            ErrorKind::Unavailable => "Worker unavailable",
+            ErrorKind::UnknownDatabase => "Unknown database",
+            ErrorKind::InvalidRequest => "Invalid request",
+            ErrorKind::Data => "Invalid data",
+            ErrorKind::Statement => "Statement error",
+            ErrorKind::Conflict => "Conflict",
+            ErrorKind::Database => "Database error",
+            ErrorKind::Internal | ErrorKind::Unspecified => "Internal error",
+        };
+        out.push_str(headline);
+        out.push_str(": ");
+        out.push_str(&e.message);
+        if !e.sqlstate.is_empty() {
+            out.push_str(&format!(" (SQLSTATE {})", e.sqlstate));
+        }
+        if let (Some(sql), true) = (sql, e.position > 0) {
+            if let Some(pointer) = point_at(sql, e.position as usize) {
+                out.push('\n');
+                out.push_str(&pointer);
+            }
+        }
+        if !e.detail.is_empty() {
+            out.push_str("\nDetail: ");
+            out.push_str(&e.detail);
+        }
+        if !e.hint.is_empty() {
+            out.push_str("\nHint: ");
+            out.push_str(&e.hint);
+        }
+        let next = match e.kind() {
+            ErrorKind::Syntax => "Fix the SQL near the marked position and call again. Send exactly one statement per call.".to_string(),
+            ErrorKind::UndefinedObject => "Check the spelling and schema of the name; mixed-case names need double quotes. \
+                 Look up what exists with: SELECT table_schema, table_name FROM information_schema.tables, \
+                 or information_schema.columns for a table's columns.".to_string(),
+            ErrorKind::ConstraintViolation => {
+                let mut s = String::from("The data violates a constraint");
+                if !e.constraint_name.is_empty() {
+                    s.push_str(&format!(" (`{}`", e.constraint_name));
+                    if !e.table_name.is_empty() {
+                        s.push_str(&format!(" on `{}`", e.table_name));
+                    }
+                    s.push(')');
+                }
+                s.push_str("; nothing was changed. Adjust the values and try again.");
+                s
+            }
+            ErrorKind::PermissionDenied => "The database role pgmcp uses lacks this privilege. Query objects it can read, \
+                 or ask a database administrator to GRANT access.".to_string(),
+            ErrorKind::ReadOnly => "This call runs in a read-only transaction, so it cannot change data or schema; \
+                 nothing was changed. Use a SELECT, or a write tool against a database configured read-write \
+                 (worker flag --mode NAME=read-write).".to_string(),
+            ErrorKind::Timeout => "The statement took too long and was cancelled in the database. Make it cheaper \
+                 (filter with WHERE, add LIMIT, aggregate) or pass a larger timeout_ms.".to_string(),
+            ErrorKind::Cancelled => "The statement was cancelled before it finished; nothing was changed. Call again if still needed.".to_string(),
+            ErrorKind::Connection => "The worker's connection to PostgreSQL failed. Retry shortly; if it keeps failing the database may be down or unreachable.".to_string(),
+            ErrorKind::PoolExhausted => "All database connections are busy. Retry in a moment.".to_string(),
+            ErrorKind::Unavailable => "No worker answered. Retry shortly; if it persists, the pgmcp workers are down or unreachable from the gateway.".to_string(),
+            ErrorKind::UnknownDatabase => "Pass one of the available names as `database`.".to_string(),
+            ErrorKind::InvalidRequest => "Fix the arguments and call again.".to_string(),
+            ErrorKind::Data => "A value does not fit its type or format. Check the values and casts.".to_string(),
+            ErrorKind::Statement => "Check the statement's types and names; add explicit casts where types do not match.".to_string(),
+            ErrorKind::Conflict => "The transaction conflicted with another one; it is safe to retry.".to_string(),
+            ErrorKind::Database => "The database reported an error; see the message above.".to_string(),
+            ErrorKind::Internal | ErrorKind::Unspecified => "This is a fault in pgmcp, not in your SQL; the operators can find details in the logs.".to_string(),
+        };
+        out.push('\n');
+        out.push_str(&next);
+        out
+    }
+
+    /// Machine-readable form for `structuredContent`.
+    pub fn to_json(&self) -> serde_json::Value {
+        let e = &self.0;
+        let mut v = json!({
+            "kind": kind_name(e.kind()),
+            "message": e.message,
+            "retry_safe": e.retry_safe,
+        });
+        let fields = [
+            ("sqlstate", &e.sqlstate),
+            ("detail", &e.detail),
+            ("hint", &e.hint),
+            ("database", &e.database),
+            ("schema", &e.schema_name),
+            ("table", &e.table_name),
+            ("column", &e.column_name),
+            ("constraint", &e.constraint_name),
+        ];
+        for (k, val) in fields {
+            if !val.is_empty() {
+                v[k] = json!(val);
+            }
+        }
+        if e.position > 0 {
+            v["position"] = json!(e.position);
+        }
+        json!({ "error": v })
+    }
+}
+
+impl std::fmt::Display for GatewayError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", kind_name(self.kind()), self.0.message)
+    }
+}
+
+impl From<tonic::Status> for GatewayError {
+    fn from(status: tonic::Status) -> Self {
+        GatewayError(Error::from_status(&status))
+    }
+}
+
+/// Stable snake_case name of a kind.
+pub fn kind_name(kind: ErrorKind) -> &'static str {
+    match kind {
+        ErrorKind::Unspecified => "unspecified",
+        ErrorKind::InvalidRequest => "invalid_request",
+        ErrorKind::UnknownDatabase => "unknown_database",
+        ErrorKind::Syntax => "syntax",
+        ErrorKind::UndefinedObject => "undefined_object",
+        ErrorKind::ConstraintViolation => "constraint_violation",
+        ErrorKind::PermissionDenied => "permission_denied",
+        ErrorKind::ReadOnly => "read_only",
+        ErrorKind::Timeout => "timeout",
+        ErrorKind::Cancelled => "cancelled",
+        ErrorKind::Connection => "connection",
+        ErrorKind::PoolExhausted => "pool_exhausted",
+        ErrorKind::Data => "data",
+        ErrorKind::Statement => "statement",
+        ErrorKind::Database => "database",
+        ErrorKind::Internal => "internal",
+        ErrorKind::Conflict => "conflict",
+        ErrorKind::Unavailable => "unavailable",
+    }
+}
+
+/// The line of `sql` holding 1-based character `position`, with a caret
+/// under it.
+fn point_at(sql: &str, position: usize) -> Option<String> {
+    let idx = position.checked_sub(1)?;
+    let mut line_start_char = 0;
+    for (line_no, line) in sql.split('\n').enumerate() {
+        let len = line.chars().count();
+        if idx <= line_start_char + len {
+            let col = idx - line_start_char;
+            let shown: String = line.chars().collect();
+            return Some(format!(
+                "At line {}, column {}:\n  {}\n  {}^",
+                line_no + 1,
+                col + 1,
+                shown,
+                " ".repeat(col)
+            ));
+        }
+        line_start_char += len + 1;
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn caret_points_at_position() {
+        let p = point_at("SELECT *\nFORM t", 10).unwrap_or_default();
+        assert!(p.contains("line 2, column 1"), "{p}");
+        assert!(p.ends_with("  ^"), "{p}");
+    }
+
+    #[test]
+    fn explanation_has_next_step() {
+        let mut e = Error::new(ErrorKind::Syntax, "syntax error at or near \"FORM\"");
+        e.sqlstate = "42601".into();
+        e.position = 10;
+        let text = GatewayError(e).explain(Some("SELECT * FORM t"));
+        assert!(text.starts_with("SQL syntax error: syntax error at or near \"FORM\" (SQLSTATE 42601)"));
+        assert!(text.contains("column 10"));
+        assert!(text.contains("Fix the SQL"));
+    }
+}

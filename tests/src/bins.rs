@@ -1,0 +1,56 @@
+//! Paths to the workspace's binaries, built on demand.
+//!
+//! Tests that need real processes (`pgmcp up`, the gateway over stdio) ask
+//! for a binary here. It is built with the same profile as the running test
+//! (`cargo build --bins` is a no-op when nothing changed; cargo's own lock
+//! serialises concurrent builds).
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::OnceLock;
+
+use anyhow::{Context, Result, bail};
+
+static BUILT: OnceLock<std::result::Result<PathBuf, String>> = OnceLock::new();
+
+/// Path of the workspace binary `name` (e.g. "pgmcp", "pgmcp-gateway").
+pub fn bin(name: &str) -> Result<PathBuf> {
+    let dir = BUILT
+        .get_or_init(|| build().map_err(|e| format!("{e:#}")))
+        .clone()
+        .map_err(anyhow::Error::msg)?;
+    let path = dir.join(name);
+    if !path.is_file() {
+        bail!("{} was not built", path.display());
+    }
+    Ok(path)
+}
+
+fn build() -> Result<PathBuf> {
+    // Test binaries live in target/<profile>/deps/.
+    let exe = std::env::current_exe()?;
+    let profile_dir = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .context("cannot locate the target directory")?
+        .to_path_buf();
+    let profile = profile_dir
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or("debug")
+        .to_string();
+    let target_dir = profile_dir.parent().context("cannot locate the target directory")?;
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let manifest = concat!(env!("CARGO_MANIFEST_DIR"), "/../Cargo.toml");
+    let profile_arg = if profile == "debug" { "dev".to_string() } else { profile };
+    let status = Command::new(cargo)
+        .args(["build", "--quiet", "--workspace", "--bins", "--profile", &profile_arg, "--manifest-path", manifest])
+        .arg("--target-dir")
+        .arg(target_dir)
+        .status()
+        .context("running cargo build")?;
+    if !status.success() {
+        bail!("cargo build --bins failed ({status})");
+    }
+    Ok(profile_dir)
+}

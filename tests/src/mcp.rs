@@ -1,0 +1,68 @@
+//! MCP clients for tests: rmcp's own client over Streamable HTTP or stdio.
+
+use anyhow::{Context, Result, bail};
+use rmcp::model::{CallToolRequestParams, CallToolResult, ClientCapabilities, ClientConfig, Implementation, ProtocolVersion};
+use rmcp::service::RunningService;
+use rmcp::transport::StreamableHttpClientTransport;
+use rmcp::{RoleClient, ServiceExt};
+
+/// A connected MCP client.
+pub type Client = RunningService<RoleClient, ClientConfig>;
+
+fn client_config(version: ProtocolVersion) -> ClientConfig {
+    ClientConfig::new(ClientCapabilities::default(), Implementation::new("pgmcp-tests", "0"))
+        .with_protocol_version(version)
+}
+
+/// Connects to `url` (ending in `/mcp`) with the newest protocol version.
+pub async fn http_client(url: &str) -> Result<Client> {
+    http_client_with_version(url, ProtocolVersion::LATEST).await
+}
+
+/// Connects to `url` speaking protocol `version` (e.g. 2025-06-18, which
+/// still uses `initialize`).
+pub async fn http_client_with_version(url: &str, version: ProtocolVersion) -> Result<Client> {
+    let transport = StreamableHttpClientTransport::from_uri(url.to_string());
+    client_config(version)
+        .serve(transport)
+        .await
+        .with_context(|| format!("MCP handshake with {url}"))
+}
+
+/// Starts `command` and speaks MCP over its stdin/stdout.
+pub async fn stdio_client(command: tokio::process::Command) -> Result<Client> {
+    let transport = rmcp::transport::TokioChildProcess::new(command).context("spawning the MCP server")?;
+    client_config(ProtocolVersion::V_2025_11_25)
+        .serve(transport)
+        .await
+        .context("MCP handshake over stdio")
+}
+
+/// Calls `tool` with `args` (a JSON object).
+pub async fn call_tool(client: &Client, tool: &str, args: serde_json::Value) -> Result<CallToolResult> {
+    let serde_json::Value::Object(args) = args else {
+        bail!("tool arguments must be a JSON object");
+    };
+    let params = CallToolRequestParams::new(tool.to_string()).with_arguments(args);
+    Ok(client.call_tool(params).await?)
+}
+
+/// The text of the first content block.
+pub fn text(result: &CallToolResult) -> String {
+    result
+        .content
+        .first()
+        .and_then(|c| c.as_text())
+        .map(|t| t.text.clone())
+        .unwrap_or_default()
+}
+
+/// The structured content, or `null`.
+pub fn structured(result: &CallToolResult) -> serde_json::Value {
+    result.structured_content.clone().unwrap_or(serde_json::Value::Null)
+}
+
+/// True when the call failed as a tool error (`isError: true`).
+pub fn is_error(result: &CallToolResult) -> bool {
+    result.is_error == Some(true)
+}
