@@ -14,7 +14,12 @@ pub struct Args {
     pub listen: SocketAddr,
 
     /// Workers to send calls to: comma-separated gRPC URLs (http://host:port).
-    #[arg(long, env = "PGMCP_WORKERS", value_delimiter = ',', default_value = "http://127.0.0.1:50051")]
+    #[arg(
+        long,
+        env = "PGMCP_WORKERS",
+        value_delimiter = ',',
+        default_value = "http://127.0.0.1:50051"
+    )]
     pub workers: Vec<String>,
 
     /// Serve MCP over stdin/stdout instead of HTTP.
@@ -23,7 +28,12 @@ pub struct Args {
 
     /// Host header values accepted on /mcp (DNS-rebinding protection), comma-separated.
     /// Defaults to loopback names; `*` accepts any host (only behind a proxy that checks Host).
-    #[arg(long, env = "PGMCP_ALLOWED_HOSTS", value_delimiter = ',', default_value = "localhost,127.0.0.1,::1")]
+    #[arg(
+        long,
+        env = "PGMCP_ALLOWED_HOSTS",
+        value_delimiter = ',',
+        default_value = "localhost,127.0.0.1,::1"
+    )]
     pub allowed_hosts: Vec<String>,
 
     /// Rows a `query` returns when the caller sets no `max_rows`.
@@ -93,7 +103,9 @@ impl Config {
             .filter(|w| !w.is_empty())
             .collect();
         if workers.is_empty() {
-            bail!("no workers configured: pass --workers http://host:port[,…] (or set PGMCP_WORKERS)");
+            bail!(
+                "no workers configured: pass --workers http://host:port[,…] (or set PGMCP_WORKERS)"
+            );
         }
         for w in &workers {
             if !(w.starts_with("http://") || w.starts_with("https://")) {
@@ -106,7 +118,12 @@ impl Config {
         let allowed_hosts = if args.allowed_hosts.iter().any(|h| h.trim() == "*") {
             None
         } else {
-            Some(args.allowed_hosts.iter().map(|h| h.trim().to_string()).collect())
+            Some(
+                args.allowed_hosts
+                    .iter()
+                    .map(|h| h.trim().to_string())
+                    .collect(),
+            )
         };
         Ok(Config {
             listen: args.listen,

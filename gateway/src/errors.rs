@@ -7,11 +7,11 @@ use serde_json::json;
 /// A failed tool call. Wraps the contract's [`Error`] so workers and the
 /// gateway share one taxonomy.
 #[derive(Debug, Clone)]
-pub struct GatewayError(pub Error);
+pub struct GatewayError(pub Box<Error>);
 
 impl GatewayError {
     pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
-        GatewayError(Error::new(kind, message))
+        GatewayError(Box::new(Error::new(kind, message)))
     }
 
     pub fn invalid(message: impl Into<String>) -> Self {
@@ -52,11 +52,11 @@ impl GatewayError {
         if !e.sqlstate.is_empty() {
             out.push_str(&format!(" (SQLSTATE {})", e.sqlstate));
         }
-        if let (Some(sql), true) = (sql, e.position > 0) {
-            if let Some(pointer) = point_at(sql, e.position as usize) {
-                out.push('\n');
-                out.push_str(&pointer);
-            }
+        if let (Some(sql), true) = (sql, e.position > 0)
+            && let Some(pointer) = point_at(sql, e.position as usize)
+        {
+            out.push('\n');
+            out.push_str(&pointer);
         }
         if !e.detail.is_empty() {
             out.push_str("\nDetail: ");
@@ -145,7 +145,7 @@ impl std::fmt::Display for GatewayError {
 
 impl From<tonic::Status> for GatewayError {
     fn from(status: tonic::Status) -> Self {
-        GatewayError(Error::from_status(&status))
+        GatewayError(Box::new(Error::from_status(&status)))
     }
 }
 
@@ -212,8 +212,10 @@ mod tests {
         let mut e = Error::new(ErrorKind::Syntax, "syntax error at or near \"FORM\"");
         e.sqlstate = "42601".into();
         e.position = 10;
-        let text = GatewayError(e).explain(Some("SELECT * FORM t"));
-        assert!(text.starts_with("SQL syntax error: syntax error at or near \"FORM\" (SQLSTATE 42601)"));
+        let text = GatewayError(Box::new(e)).explain(Some("SELECT * FORM t"));
+        assert!(
+            text.starts_with("SQL syntax error: syntax error at or near \"FORM\" (SQLSTATE 42601)")
+        );
         assert!(text.contains("column 10"));
         assert!(text.contains("Fix the SQL"));
     }

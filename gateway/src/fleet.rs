@@ -11,7 +11,9 @@ use anyhow::{Context, Result};
 use futures::StreamExt;
 use pgmcp_proto::error::ErrorKind;
 use pgmcp_proto::v1::worker_client::WorkerClient;
-use pgmcp_proto::v1::{Column, InfoRequest, InfoResponse, QueryRequest, Summary, query_response::Part};
+use pgmcp_proto::v1::{
+    Column, InfoRequest, InfoResponse, QueryRequest, Summary, query_response::Part,
+};
 use tonic::transport::{Channel, Endpoint};
 
 use crate::errors::GatewayError;
@@ -82,14 +84,22 @@ impl Fleet {
             async move {
                 let mut req = tonic::Request::new(InfoRequest {});
                 req.set_timeout(within);
-                tokio::time::timeout(within, client.info(req)).await.is_ok_and(|r| r.is_ok())
+                tokio::time::timeout(within, client.info(req))
+                    .await
+                    .is_ok_and(|r| r.is_ok())
             }
         });
-        futures::future::join_all(probes).await.into_iter().any(|ok| ok)
+        futures::future::join_all(probes)
+            .await
+            .into_iter()
+            .any(|ok| ok)
     }
 
     /// `Info` of every reachable worker.
-    pub async fn infos(&self, within: Duration) -> Vec<(String, Result<InfoResponse, GatewayError>)> {
+    pub async fn infos(
+        &self,
+        within: Duration,
+    ) -> Vec<(String, Result<InfoResponse, GatewayError>)> {
         let probes = self.workers.iter().map(|w| {
             let mut client = w.client.clone();
             let url = w.url.clone();
@@ -99,7 +109,10 @@ impl Fleet {
                 let res = match tokio::time::timeout(within, client.info(req)).await {
                     Ok(Ok(r)) => Ok(r.into_inner()),
                     Ok(Err(s)) => Err(GatewayError::from(s)),
-                    Err(_) => Err(GatewayError::new(ErrorKind::Unavailable, "no answer in time")),
+                    Err(_) => Err(GatewayError::new(
+                        ErrorKind::Unavailable,
+                        "no answer in time",
+                    )),
                 };
                 (url, res)
             }
@@ -109,7 +122,11 @@ impl Fleet {
 
     /// Runs a read-only query on some worker and collects its result.
     /// `deadline` bounds the whole call, including waiting for a connection.
-    pub async fn query(&self, req: QueryRequest, deadline: Duration) -> Result<QueryOutcome, GatewayError> {
+    pub async fn query(
+        &self,
+        req: QueryRequest,
+        deadline: Duration,
+    ) -> Result<QueryOutcome, GatewayError> {
         let started = tokio::time::Instant::now();
         let mut tried = Vec::new();
         let mut last_err = None;
@@ -129,14 +146,27 @@ impl Fleet {
                 Err(_) => {
                     return Err(GatewayError::new(
                         ErrorKind::Timeout,
-                        format!("no complete answer from worker {} within {} ms", worker.url, deadline.as_millis()),
+                        format!(
+                            "no complete answer from worker {} within {} ms",
+                            worker.url,
+                            deadline.as_millis()
+                        ),
                     ));
                 }
             }
         }
-        let mut err = last_err.unwrap_or_else(|| GatewayError::new(ErrorKind::Timeout, "the deadline passed before any worker could be tried"));
+        let mut err = last_err.unwrap_or_else(|| {
+            GatewayError::new(
+                ErrorKind::Timeout,
+                "the deadline passed before any worker could be tried",
+            )
+        });
         if err.kind() == ErrorKind::Unavailable && !tried.is_empty() {
-            err.0.message = format!("no worker could be reached (tried {}): {}", tried.join(", "), err.0.message);
+            err.0.message = format!(
+                "no worker could be reached (tried {}): {}",
+                tried.join(", "),
+                err.0.message
+            );
         }
         Err(err)
     }
@@ -149,7 +179,11 @@ enum Attempt {
     Final(GatewayError),
 }
 
-async fn query_one(worker: &WorkerHandle, req: QueryRequest, deadline: Duration) -> Result<QueryOutcome, Attempt> {
+async fn query_one(
+    worker: &WorkerHandle,
+    req: QueryRequest,
+    deadline: Duration,
+) -> Result<QueryOutcome, Attempt> {
     let mut client = worker.client.clone();
     let mut request = tonic::Request::new(req);
     request.set_timeout(deadline);
@@ -157,11 +191,13 @@ async fn query_one(worker: &WorkerHandle, req: QueryRequest, deadline: Duration)
         Ok(r) => r.into_inner(),
         Err(status) => {
             let err = GatewayError::from(status);
-            return Err(if err.kind() == ErrorKind::Unavailable && err.0.sqlstate.is_empty() {
-                Attempt::Retryable(err)
-            } else {
-                Attempt::Final(err)
-            });
+            return Err(
+                if err.kind() == ErrorKind::Unavailable && err.0.sqlstate.is_empty() {
+                    Attempt::Retryable(err)
+                } else {
+                    Attempt::Final(err)
+                },
+            );
         }
     };
     let mut out = QueryOutcome {
@@ -184,7 +220,10 @@ async fn query_one(worker: &WorkerHandle, req: QueryRequest, deadline: Duration)
     if !got_summary {
         return Err(Attempt::Final(GatewayError::new(
             ErrorKind::Connection,
-            format!("worker {} ended the result early; the result is incomplete", worker.url),
+            format!(
+                "worker {} ended the result early; the result is incomplete",
+                worker.url
+            ),
         )));
     }
     Ok(out)

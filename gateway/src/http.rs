@@ -15,7 +15,11 @@ use tokio_util::sync::CancellationToken;
 use crate::server::PgMcp;
 
 /// Builds the router. `allowed_hosts` of `None` accepts any Host header.
-pub fn router(mcp: PgMcp, allowed_hosts: Option<Vec<String>>, shutdown: CancellationToken) -> Router {
+pub fn router(
+    mcp: PgMcp,
+    allowed_hosts: Option<Vec<String>>,
+    shutdown: CancellationToken,
+) -> Router {
     let mut config = StreamableHttpServerConfig::default()
         .with_legacy_session_mode(false)
         .with_json_response(true)

@@ -7,7 +7,10 @@ use pgmcp_proto::v1::Column;
 pub fn table(columns: &[Column], rows: &[Vec<u8>], row_count: u64, note: Option<&str>) -> String {
     let mut out = String::with_capacity(64 + rows.iter().map(Vec::len).sum::<usize>());
     if !columns.is_empty() {
-        let header: Vec<String> = columns.iter().map(|c| format!("{} ({})", c.name, c.type_name)).collect();
+        let header: Vec<String> = columns
+            .iter()
+            .map(|c| format!("{} ({})", c.name, c.type_name))
+            .collect();
         out.push_str(&header.join(" | "));
         out.push('\n');
     }
@@ -25,7 +28,11 @@ pub fn table(columns: &[Column], rows: &[Vec<u8>], row_count: u64, note: Option<
         }
         out.push('\n');
     }
-    out.push_str(&format!("({} row{})", row_count, if row_count == 1 { "" } else { "s" }));
+    out.push_str(&format!(
+        "({} row{})",
+        row_count,
+        if row_count == 1 { "" } else { "s" }
+    ));
     if let Some(note) = note {
         out.push('\n');
         out.push_str(note);
@@ -55,8 +62,16 @@ mod tests {
     #[test]
     fn renders_rows() {
         let cols = vec![
-            Column { name: "id".into(), type_name: "int4".into(), type_oid: 23 },
-            Column { name: "note".into(), type_name: "text".into(), type_oid: 25 },
+            Column {
+                name: "id".into(),
+                type_name: "int4".into(),
+                type_oid: 23,
+            },
+            Column {
+                name: "note".into(),
+                type_name: "text".into(),
+                type_oid: 25,
+            },
         ];
         let rows = vec![br#"[1,"a"]"#.to_vec(), br#"[2,null]"#.to_vec()];
         assert_eq!(

@@ -44,7 +44,8 @@ impl ServerHandler for PgMcp {
     fn get_info(&self) -> ServerConfig {
         ServerConfig::new(ServerCapabilities::builder().enable_tools().build())
             .with_server_info(
-                Implementation::new("pgmcp", env!("CARGO_PKG_VERSION")).with_title("pgmcp — PostgreSQL"),
+                Implementation::new("pgmcp", env!("CARGO_PKG_VERSION"))
+                    .with_title("pgmcp — PostgreSQL"),
             )
             .with_instructions(INSTRUCTIONS)
     }

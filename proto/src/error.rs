@@ -47,10 +47,9 @@ impl Error {
 /// The gRPC status code used for an error kind.
 pub fn code_for(kind: ErrorKind) -> Code {
     match kind {
-        ErrorKind::InvalidRequest
-        | ErrorKind::Syntax
-        | ErrorKind::Statement
-        | ErrorKind::Data => Code::InvalidArgument,
+        ErrorKind::InvalidRequest | ErrorKind::Syntax | ErrorKind::Statement | ErrorKind::Data => {
+            Code::InvalidArgument
+        }
         ErrorKind::UnknownDatabase | ErrorKind::UndefinedObject => Code::NotFound,
         ErrorKind::ConstraintViolation | ErrorKind::ReadOnly => Code::FailedPrecondition,
         ErrorKind::PermissionDenied => Code::PermissionDenied,

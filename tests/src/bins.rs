@@ -39,12 +39,27 @@ fn build() -> Result<PathBuf> {
         .and_then(|n| n.to_str())
         .unwrap_or("debug")
         .to_string();
-    let target_dir = profile_dir.parent().context("cannot locate the target directory")?;
+    let target_dir = profile_dir
+        .parent()
+        .context("cannot locate the target directory")?;
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let manifest = concat!(env!("CARGO_MANIFEST_DIR"), "/../Cargo.toml");
-    let profile_arg = if profile == "debug" { "dev".to_string() } else { profile };
+    let profile_arg = if profile == "debug" {
+        "dev".to_string()
+    } else {
+        profile
+    };
     let status = Command::new(cargo)
-        .args(["build", "--quiet", "--workspace", "--bins", "--profile", &profile_arg, "--manifest-path", manifest])
+        .args([
+            "build",
+            "--quiet",
+            "--workspace",
+            "--bins",
+            "--profile",
+            &profile_arg,
+            "--manifest-path",
+            manifest,
+        ])
         .arg("--target-dir")
         .arg(target_dir)
         .status()

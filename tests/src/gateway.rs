@@ -23,7 +23,13 @@ impl InProcessGateway {
     /// Starts a gateway for `workers` (URLs) with extra command-line flags.
     pub async fn start(workers: &[String], flags: &[&str]) -> Result<Self> {
         let workers = workers.join(",");
-        let mut argv = vec!["pgmcp-gateway", "--listen", "127.0.0.1:0", "--workers", &workers];
+        let mut argv = vec![
+            "pgmcp-gateway",
+            "--listen",
+            "127.0.0.1:0",
+            "--workers",
+            &workers,
+        ];
         argv.extend_from_slice(flags);
         let cli = Cli::try_parse_from(argv).context("gateway flags")?;
         let config = pgmcp_gateway::Config::from_args(&cli.args)?;
@@ -31,9 +37,14 @@ impl InProcessGateway {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
         let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(pgmcp_gateway::serve_http(config, mcp, listener, async move {
-            let _ = stopped.await;
-        }));
+        let task = tokio::spawn(pgmcp_gateway::serve_http(
+            config,
+            mcp,
+            listener,
+            async move {
+                let _ = stopped.await;
+            },
+        ));
         Ok(InProcessGateway {
             addr,
             stop: Some(stop),
@@ -85,6 +96,9 @@ pub async fn http_get(addr: SocketAddr, path: &str, host: &str) -> Result<(u16, 
         .nth(1)
         .and_then(|s| s.parse().ok())
         .context("no HTTP status")?;
-    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
     Ok((status, body))
 }

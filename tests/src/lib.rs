@@ -9,6 +9,7 @@ pub mod gateway;
 pub mod mcp;
 pub mod pg;
 pub mod stack;
+pub mod types_fixture;
 pub mod worker;
 
 pub use pg::Pg;

@@ -1,7 +1,10 @@
 //! MCP clients for tests: rmcp's own client over Streamable HTTP or stdio.
 
 use anyhow::{Context, Result, bail};
-use rmcp::model::{CallToolRequestParams, CallToolResult, ClientCapabilities, ClientConfig, Implementation, ProtocolVersion};
+use rmcp::model::{
+    CallToolRequestParams, CallToolResult, ClientCapabilities, ClientConfig, Implementation,
+    ProtocolVersion,
+};
 use rmcp::service::RunningService;
 use rmcp::transport::StreamableHttpClientTransport;
 use rmcp::{RoleClient, ServiceExt};
@@ -10,8 +13,11 @@ use rmcp::{RoleClient, ServiceExt};
 pub type Client = RunningService<RoleClient, ClientConfig>;
 
 fn client_config(version: ProtocolVersion) -> ClientConfig {
-    ClientConfig::new(ClientCapabilities::default(), Implementation::new("pgmcp-tests", "0"))
-        .with_protocol_version(version)
+    ClientConfig::new(
+        ClientCapabilities::default(),
+        Implementation::new("pgmcp-tests", "0"),
+    )
+    .with_protocol_version(version)
 }
 
 /// Connects to `url` (ending in `/mcp`) with the newest protocol version.
@@ -31,7 +37,8 @@ pub async fn http_client_with_version(url: &str, version: ProtocolVersion) -> Re
 
 /// Starts `command` and speaks MCP over its stdin/stdout.
 pub async fn stdio_client(command: tokio::process::Command) -> Result<Client> {
-    let transport = rmcp::transport::TokioChildProcess::new(command).context("spawning the MCP server")?;
+    let transport =
+        rmcp::transport::TokioChildProcess::new(command).context("spawning the MCP server")?;
     client_config(ProtocolVersion::V_2025_11_25)
         .serve(transport)
         .await
@@ -39,7 +46,11 @@ pub async fn stdio_client(command: tokio::process::Command) -> Result<Client> {
 }
 
 /// Calls `tool` with `args` (a JSON object).
-pub async fn call_tool(client: &Client, tool: &str, args: serde_json::Value) -> Result<CallToolResult> {
+pub async fn call_tool(
+    client: &Client,
+    tool: &str,
+    args: serde_json::Value,
+) -> Result<CallToolResult> {
     let serde_json::Value::Object(args) = args else {
         bail!("tool arguments must be a JSON object");
     };
@@ -59,7 +70,10 @@ pub fn text(result: &CallToolResult) -> String {
 
 /// The structured content, or `null`.
 pub fn structured(result: &CallToolResult) -> serde_json::Value {
-    result.structured_content.clone().unwrap_or(serde_json::Value::Null)
+    result
+        .structured_content
+        .clone()
+        .unwrap_or(serde_json::Value::Null)
 }
 
 /// True when the call failed as a tool error (`isError: true`).

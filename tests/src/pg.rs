@@ -35,7 +35,8 @@ impl Pg {
 
     /// Creates database `name` and returns its URL.
     pub async fn create_db(&self, name: &str) -> Result<String> {
-        self.exec("postgres", &format!("CREATE DATABASE \"{name}\"")).await?;
+        self.exec("postgres", &format!("CREATE DATABASE \"{name}\""))
+            .await?;
         Ok(self.url(name))
     }
 

@@ -22,7 +22,11 @@ impl Stack {
     }
 
     /// As [`Stack::start`], with extra worker and gateway flags.
-    pub async fn start_with(setup: &str, worker_flags: &[&str], gateway_flags: &[&str]) -> Result<Self> {
+    pub async fn start_with(
+        setup: &str,
+        worker_flags: &[&str],
+        gateway_flags: &[&str],
+    ) -> Result<Self> {
         let pg = Pg::start()?;
         let url = pg.create_db("app").await?;
         if !setup.is_empty() {
@@ -33,7 +37,12 @@ impl Stack {
         let worker = InProcessWorker::start(&flags).await?;
         let gateway = InProcessGateway::start(&[worker.url()], gateway_flags).await?;
         let client = mcp::http_client(&gateway.mcp_url()).await?;
-        Ok(Stack { client, gateway, worker, pg })
+        Ok(Stack {
+            client,
+            gateway,
+            worker,
+            pg,
+        })
     }
 
     /// Calls tool `query` with `args`.

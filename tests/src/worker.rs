@@ -51,9 +51,15 @@ impl InProcessWorker {
             {
                 return Ok(worker);
             }
-            if worker.task.as_ref().is_some_and(|t| t.is_finished()) || tokio::time::Instant::now() > deadline {
+            if worker.task.as_ref().is_some_and(|t| t.is_finished())
+                || tokio::time::Instant::now() > deadline
+            {
                 let mut w = worker;
-                return Err(w.stop().await.err().unwrap_or_else(|| anyhow::anyhow!("worker did not become ready")));
+                return Err(w
+                    .stop()
+                    .await
+                    .err()
+                    .unwrap_or_else(|| anyhow::anyhow!("worker did not become ready")));
             }
             tokio::time::sleep(std::time::Duration::from_millis(20)).await;
         }
@@ -95,6 +101,8 @@ pub struct QueryResult {
     pub columns: Vec<(String, String)>,
     pub rows: Vec<serde_json::Value>,
     pub summary: Summary,
+    /// How many `RowBatch` messages carried the rows.
+    pub batches: usize,
 }
 
 /// Runs `sql` through `client` and collects the stream; a failed call
@@ -112,18 +120,25 @@ pub async fn query(
         columns: Vec::new(),
         rows: Vec::new(),
         summary: Summary::default(),
+        batches: 0,
     };
     while let Some(msg) = stream.next().await {
         let msg = msg.map_err(|s| pgmcp_proto::error::Error::from_status(&s))?;
         match msg.part {
             Some(Part::Columns(c)) => {
-                out.columns = c.columns.into_iter().map(|c| (c.name, c.type_name)).collect();
+                out.columns = c
+                    .columns
+                    .into_iter()
+                    .map(|c| (c.name, c.type_name))
+                    .collect();
             }
             Some(Part::Rows(batch)) => {
+                out.batches += 1;
                 for row in batch.rows {
-                    out.rows.push(serde_json::from_slice(&row).unwrap_or_else(|e| {
-                        panic!("row is not JSON ({e}): {}", String::from_utf8_lossy(&row))
-                    }));
+                    out.rows
+                        .push(serde_json::from_slice(&row).unwrap_or_else(|e| {
+                            panic!("row is not JSON ({e}): {}", String::from_utf8_lossy(&row))
+                        }));
                 }
             }
             Some(Part::Summary(s)) => out.summary = s,

@@ -18,14 +18,28 @@ CREATE TABLE many AS SELECT g AS n FROM generate_series(1, 500) g;
 async fn tools_list_describes_query() -> anyhow::Result<()> {
     let stack = Stack::start("").await?;
     let tools = stack.client.list_all_tools().await?;
-    let query = tools.iter().find(|t| t.name == "query").ok_or_else(|| anyhow::anyhow!("no query tool: {tools:?}"))?;
+    let query = tools
+        .iter()
+        .find(|t| t.name == "query")
+        .ok_or_else(|| anyhow::anyhow!("no query tool: {tools:?}"))?;
     let schema = serde_json::Value::Object((*query.input_schema).clone());
     assert_eq!(schema["properties"]["sql"]["type"], "string", "{schema}");
-    assert!(schema["required"].as_array().is_some_and(|r| r.contains(&json!("sql"))), "{schema}");
+    assert!(
+        schema["required"]
+            .as_array()
+            .is_some_and(|r| r.contains(&json!("sql"))),
+        "{schema}"
+    );
     for p in ["params", "max_rows", "timeout_ms", "database"] {
-        assert!(schema["properties"].get(p).is_some(), "missing {p} in {schema}");
+        assert!(
+            schema["properties"].get(p).is_some(),
+            "missing {p} in {schema}"
+        );
     }
-    let ann = query.annotations.as_ref().ok_or_else(|| anyhow::anyhow!("no annotations"))?;
+    let ann = query
+        .annotations
+        .as_ref()
+        .ok_or_else(|| anyhow::anyhow!("no annotations"))?;
     assert_eq!(ann.read_only_hint, Some(true));
     Ok(())
 }
@@ -33,7 +47,9 @@ async fn tools_list_describes_query() -> anyhow::Result<()> {
 #[tokio::test]
 async fn query_returns_rows_structured_and_as_text() -> anyhow::Result<()> {
     let stack = Stack::start(SHOP).await?;
-    let res = stack.query(json!({"sql": "SELECT id, name, email FROM customers ORDER BY id"})).await?;
+    let res = stack
+        .query(json!({"sql": "SELECT id, name, email FROM customers ORDER BY id"}))
+        .await?;
     assert!(!is_error(&res), "{}", text(&res));
     let s = structured(&res);
     assert_eq!(
@@ -42,12 +58,19 @@ async fn query_returns_rows_structured_and_as_text() -> anyhow::Result<()> {
     );
     assert_eq!(
         s["rows"],
-        json!([[1, "Ada", "ada@example.com"], [2, "Grace", null], [3, "Linus", "linus@example.com"]])
+        json!([
+            [1, "Ada", "ada@example.com"],
+            [2, "Grace", null],
+            [3, "Linus", "linus@example.com"]
+        ])
     );
     assert_eq!(s["row_count"], 3);
     assert_eq!(s["truncated"], false);
     let t = text(&res);
-    assert!(t.starts_with("id (int4) | name (text) | email (text)\n1 | Ada | ada@example.com\n"), "{t}");
+    assert!(
+        t.starts_with("id (int4) | name (text) | email (text)\n1 | Ada | ada@example.com\n"),
+        "{t}"
+    );
     assert!(t.ends_with("(3 rows)"), "{t}");
     Ok(())
 }
@@ -62,7 +85,10 @@ async fn params_are_bound_with_inferred_types() -> anyhow::Result<()> {
         }))
         .await?;
     assert!(!is_error(&res), "{}", text(&res));
-    assert_eq!(structured(&res)["rows"], json!([["Ada"], ["Grace"], ["Linus"]]));
+    assert_eq!(
+        structured(&res)["rows"],
+        json!([["Ada"], ["Grace"], ["Linus"]])
+    );
 
     // Strings for dates, JSON for jsonb, null, booleans, floats, big integers.
     let res = stack
@@ -74,7 +100,14 @@ async fn params_are_bound_with_inferred_types() -> anyhow::Result<()> {
     assert!(!is_error(&res), "{}", text(&res));
     assert_eq!(
         structured(&res)["rows"],
-        json!([["2026-02-01", [1, 2], true, true, "2.500", "18446744073709551616"]])
+        json!([[
+            "2026-02-01",
+            [1, 2],
+            true,
+            true,
+            "2.500",
+            "18446744073709551616"
+        ]])
     );
 
     // A value PostgreSQL cannot read as the inferred type is a clear error.
@@ -85,9 +118,15 @@ async fn params_are_bound_with_inferred_types() -> anyhow::Result<()> {
     assert!(text(&res).contains("parameter $1"), "{}", text(&res));
 
     // Wrong number of params.
-    let res = stack.query(json!({"sql": "SELECT $1::int + $2::int", "params": [1]})).await?;
+    let res = stack
+        .query(json!({"sql": "SELECT $1::int + $2::int", "params": [1]}))
+        .await?;
     assert!(is_error(&res));
-    assert!(text(&res).contains("2 parameter placeholders but 1 param was given"), "{}", text(&res));
+    assert!(
+        text(&res).contains("2 parameter placeholders but 1 param was given"),
+        "{}",
+        text(&res)
+    );
     Ok(())
 }
 
@@ -95,21 +134,61 @@ async fn params_are_bound_with_inferred_types() -> anyhow::Result<()> {
 async fn errors_are_explained_by_category() -> anyhow::Result<()> {
     let stack = Stack::start(SHOP).await?;
     let cases: &[(&str, &str, &[&str])] = &[
-        ("SELECT id FORM customers", "syntax", &["SQL syntax error", "SQLSTATE 42601", "column 16", "^"]),
-        ("SELECT 1; SELECT 2", "syntax", &["only one SQL statement per call"]),
-        ("SELECT * FROM nope", "undefined_object", &["relation \"nope\" does not exist", "42P01", "information_schema"]),
-        ("SELECT nope FROM customers", "undefined_object", &["column \"nope\" does not exist", "42703"]),
-        ("SELECT (-1)::positive_int", "constraint_violation", &["violates check constraint", "23514", "nothing was changed"]),
+        (
+            "SELECT id FORM customers",
+            "syntax",
+            &["SQL syntax error", "SQLSTATE 42601", "column 16", "^"],
+        ),
+        (
+            "SELECT 1; SELECT 2",
+            "syntax",
+            &["only one SQL statement per call"],
+        ),
+        (
+            "SELECT * FROM nope",
+            "undefined_object",
+            &[
+                "relation \"nope\" does not exist",
+                "42P01",
+                "information_schema",
+            ],
+        ),
+        (
+            "SELECT nope FROM customers",
+            "undefined_object",
+            &["column \"nope\" does not exist", "42703"],
+        ),
+        (
+            "SELECT (-1)::positive_int",
+            "constraint_violation",
+            &["violates check constraint", "23514", "nothing was changed"],
+        ),
         ("SELECT 1/0", "data", &["division by zero", "22012"]),
         ("SELECT 'x' + 1", "data", &["22P02"]),
-        ("CREATE TABLE t (a int)", "read_only", &["read-only transaction", "25006", "nothing was changed"]),
-        ("SELECT pg_cancel_backend(pg_backend_pid()), pg_sleep(2)", "cancelled", &["canceling statement due to user request", "57014"]),
-        ("SELECT pg_terminate_backend(pg_backend_pid())", "connection", &["57P01", "Retry"]),
+        (
+            "CREATE TABLE t (a int)",
+            "read_only",
+            &["read-only transaction", "25006", "nothing was changed"],
+        ),
+        (
+            "SELECT pg_cancel_backend(pg_backend_pid()), pg_sleep(2)",
+            "cancelled",
+            &["canceling statement due to user request", "57014"],
+        ),
+        (
+            "SELECT pg_terminate_backend(pg_backend_pid())",
+            "connection",
+            &["57P01", "Retry"],
+        ),
         ("", "invalid_request", &["empty"]),
     ];
     for (sql, kind, needles) in cases {
         let res = stack.query(json!({"sql": sql})).await?;
-        assert!(is_error(&res), "{sql}: expected an error, got {}", text(&res));
+        assert!(
+            is_error(&res),
+            "{sql}: expected an error, got {}",
+            text(&res)
+        );
         let s = structured(&res);
         assert_eq!(s["error"]["kind"], *kind, "{sql}: {s}");
         let t = text(&res);
@@ -118,7 +197,9 @@ async fn errors_are_explained_by_category() -> anyhow::Result<()> {
         }
     }
     // After a killed backend the pool still serves.
-    let res = stack.query(json!({"sql": "SELECT count(*) FROM customers"})).await?;
+    let res = stack
+        .query(json!({"sql": "SELECT count(*) FROM customers"}))
+        .await?;
     assert_eq!(structured(&res)["rows"], json!([[3]]), "{}", text(&res));
     Ok(())
 }
@@ -136,9 +217,18 @@ async fn permission_denied_is_explained() -> anyhow::Result<()> {
     let res = mcp::call_tool(&client, "query", json!({"sql": "SELECT * FROM secret"})).await?;
     assert!(is_error(&res));
     assert_eq!(structured(&res)["error"]["kind"], "permission_denied");
-    assert!(text(&res).contains("permission denied for table secret"), "{}", text(&res));
+    assert!(
+        text(&res).contains("permission denied for table secret"),
+        "{}",
+        text(&res)
+    );
     assert!(text(&res).contains("GRANT"), "{}", text(&res));
-    let res = mcp::call_tool(&client, "query", json!({"sql": "SELECT count(*) FROM open"})).await?;
+    let res = mcp::call_tool(
+        &client,
+        "query",
+        json!({"sql": "SELECT count(*) FROM open"}),
+    )
+    .await?;
     assert_eq!(structured(&res)["rows"], json!([[0]]), "{}", text(&res));
     Ok(())
 }
@@ -158,17 +248,42 @@ async fn writes_through_query_are_stopped_by_postgres_and_leave_no_trace() -> an
     for sql in writes {
         let res = stack.query(json!({"sql": sql})).await?;
         assert!(is_error(&res), "{sql} was not refused: {}", text(&res));
-        assert_eq!(structured(&res)["error"]["kind"], "read_only", "{sql}: {}", text(&res));
+        assert_eq!(
+            structured(&res)["error"]["kind"],
+            "read_only",
+            "{sql}: {}",
+            text(&res)
+        );
     }
     // Statement stacking is impossible: one statement per call.
-    let res = stack.query(json!({"sql": "COMMIT; INSERT INTO customers VALUES (5, 'Eve', NULL)"})).await?;
+    let res = stack
+        .query(json!({"sql": "COMMIT; INSERT INTO customers VALUES (5, 'Eve', NULL)"}))
+        .await?;
     assert!(is_error(&res));
 
-    let names = stack.pg.column("app", "SELECT string_agg(name, ',' ORDER BY id) FROM customers").await?;
+    let names = stack
+        .pg
+        .column(
+            "app",
+            "SELECT string_agg(name, ',' ORDER BY id) FROM customers",
+        )
+        .await?;
     assert_eq!(names, vec![Some("Ada,Grace,Linus".to_string())]);
-    let seq = stack.pg.column("app", "SELECT last_value::text || is_called::text FROM ticket").await?;
+    let seq = stack
+        .pg
+        .column(
+            "app",
+            "SELECT last_value::text || is_called::text FROM ticket",
+        )
+        .await?;
     assert_eq!(seq, vec![Some("1false".to_string())]);
-    let tables = stack.pg.column("app", "SELECT count(*)::text FROM pg_tables WHERE tablename = 't'").await?;
+    let tables = stack
+        .pg
+        .column(
+            "app",
+            "SELECT count(*)::text FROM pg_tables WHERE tablename = 't'",
+        )
+        .await?;
     assert_eq!(tables, vec![Some("0".to_string())]);
     Ok(())
 }
@@ -176,7 +291,9 @@ async fn writes_through_query_are_stopped_by_postgres_and_leave_no_trace() -> an
 #[tokio::test]
 async fn max_rows_truncation_is_explicit() -> anyhow::Result<()> {
     let stack = Stack::start(SHOP).await?;
-    let res = stack.query(json!({"sql": "SELECT n FROM many ORDER BY n", "max_rows": 10})).await?;
+    let res = stack
+        .query(json!({"sql": "SELECT n FROM many ORDER BY n", "max_rows": 10}))
+        .await?;
     let s = structured(&res);
     assert_eq!(s["row_count"], 10);
     assert_eq!(s["rows"].as_array().map(Vec::len), Some(10));
@@ -188,13 +305,21 @@ async fn max_rows_truncation_is_explicit() -> anyhow::Result<()> {
     let res = stack.query(json!({"sql": "SELECT n FROM many"})).await?;
     assert_eq!(structured(&res)["row_count"], 100);
     assert_eq!(structured(&res)["truncated"], true);
-    let res = stack.query(json!({"sql": "SELECT n FROM many WHERE n <= 10", "max_rows": 10})).await?;
+    let res = stack
+        .query(json!({"sql": "SELECT n FROM many WHERE n <= 10", "max_rows": 10}))
+        .await?;
     assert_eq!(structured(&res)["truncated"], false);
 
     // Over the gateway's cap: a clear error, not a silent clamp.
-    let res = stack.query(json!({"sql": "SELECT 1", "max_rows": 1_000_000})).await?;
+    let res = stack
+        .query(json!({"sql": "SELECT 1", "max_rows": 1_000_000}))
+        .await?;
     assert!(is_error(&res));
-    assert!(text(&res).contains("over the limit of 10000"), "{}", text(&res));
+    assert!(
+        text(&res).contains("over the limit of 10000"),
+        "{}",
+        text(&res)
+    );
 
     // A truncated huge result does not keep the database busy.
     let started = Instant::now();
@@ -202,7 +327,11 @@ async fn max_rows_truncation_is_explicit() -> anyhow::Result<()> {
         .query(json!({"sql": "SELECT g, repeat('x', 100) FROM generate_series(1, 50000000) g", "max_rows": 5}))
         .await?;
     assert_eq!(structured(&res)["truncated"], true, "{}", text(&res));
-    assert!(started.elapsed() < Duration::from_secs(10), "took {:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "took {:?}",
+        started.elapsed()
+    );
     Ok(())
 }
 
@@ -210,14 +339,28 @@ async fn max_rows_truncation_is_explicit() -> anyhow::Result<()> {
 async fn timeouts_stop_the_statement_in_the_database() -> anyhow::Result<()> {
     let stack = Stack::start("").await?;
     let started = Instant::now();
-    let res = stack.query(json!({"sql": "SELECT pg_sleep(30)", "timeout_ms": 300})).await?;
+    let res = stack
+        .query(json!({"sql": "SELECT pg_sleep(30)", "timeout_ms": 300}))
+        .await?;
     assert!(is_error(&res));
-    assert_eq!(structured(&res)["error"]["kind"], "timeout", "{}", text(&res));
+    assert_eq!(
+        structured(&res)["error"]["kind"],
+        "timeout",
+        "{}",
+        text(&res)
+    );
     assert!(text(&res).contains("statement timeout"), "{}", text(&res));
-    assert!(started.elapsed() < Duration::from_secs(5), "took {:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "took {:?}",
+        started.elapsed()
+    );
     let active = stack
         .pg
-        .column("app", "SELECT count(*)::text FROM pg_stat_activity WHERE query LIKE 'SELECT pg_sleep(30)%'")
+        .column(
+            "app",
+            "SELECT count(*)::text FROM pg_stat_activity WHERE query LIKE 'SELECT pg_sleep(30)%'",
+        )
         .await?;
     assert_eq!(active, vec![Some("0".to_string())]);
     Ok(())
@@ -225,8 +368,19 @@ async fn timeouts_stop_the_statement_in_the_database() -> anyhow::Result<()> {
 
 #[tokio::test]
 async fn pool_exhaustion_is_explained() -> anyhow::Result<()> {
-    let stack = Stack::start_with("", &["--pool-max-connections", "1", "--pool-min-connections", "1", "--pool-acquire-timeout-ms", "300"], &[])
-        .await?;
+    let stack = Stack::start_with(
+        "",
+        &[
+            "--pool-max-connections",
+            "1",
+            "--pool-min-connections",
+            "1",
+            "--pool-acquire-timeout-ms",
+            "300",
+        ],
+        &[],
+    )
+    .await?;
     let slow = stack.query(json!({"sql": "SELECT pg_sleep(2)"}));
     let fast = async {
         tokio::time::sleep(Duration::from_millis(300)).await;
@@ -236,7 +390,12 @@ async fn pool_exhaustion_is_explained() -> anyhow::Result<()> {
     assert!(!is_error(&slow?));
     let fast = fast?;
     assert!(is_error(&fast));
-    assert_eq!(structured(&fast)["error"]["kind"], "pool_exhausted", "{}", text(&fast));
+    assert_eq!(
+        structured(&fast)["error"]["kind"],
+        "pool_exhausted",
+        "{}",
+        text(&fast)
+    );
     assert!(text(&fast).contains("Retry"), "{}", text(&fast));
     Ok(())
 }
@@ -248,13 +407,28 @@ async fn worker_down_gives_a_quick_clear_error() -> anyhow::Result<()> {
     let started = Instant::now();
     let res = stack.query(json!({"sql": "SELECT 1"})).await?;
     assert!(is_error(&res));
-    assert_eq!(structured(&res)["error"]["kind"], "unavailable", "{}", text(&res));
-    assert!(text(&res).contains("no worker could be reached"), "{}", text(&res));
-    assert!(started.elapsed() < Duration::from_secs(5), "took {:?}", started.elapsed());
+    assert_eq!(
+        structured(&res)["error"]["kind"],
+        "unavailable",
+        "{}",
+        text(&res)
+    );
+    assert!(
+        text(&res).contains("no worker could be reached"),
+        "{}",
+        text(&res)
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "took {:?}",
+        started.elapsed()
+    );
 
-    let (status, _) = pgmcp_tests::gateway::http_get(stack.gateway.addr, "/readyz", "127.0.0.1").await?;
+    let (status, _) =
+        pgmcp_tests::gateway::http_get(stack.gateway.addr, "/readyz", "127.0.0.1").await?;
     assert_eq!(status, 503);
-    let (status, _) = pgmcp_tests::gateway::http_get(stack.gateway.addr, "/healthz", "127.0.0.1").await?;
+    let (status, _) =
+        pgmcp_tests::gateway::http_get(stack.gateway.addr, "/healthz", "127.0.0.1").await?;
     assert_eq!(status, 200);
     Ok(())
 }
@@ -263,8 +437,18 @@ async fn worker_down_gives_a_quick_clear_error() -> anyhow::Result<()> {
 async fn probes_and_host_check() -> anyhow::Result<()> {
     let stack = Stack::start("").await?;
     let addr = stack.gateway.addr;
-    assert_eq!(pgmcp_tests::gateway::http_get(addr, "/healthz", "127.0.0.1").await?.0, 200);
-    assert_eq!(pgmcp_tests::gateway::http_get(addr, "/readyz", "127.0.0.1").await?.0, 200);
+    assert_eq!(
+        pgmcp_tests::gateway::http_get(addr, "/healthz", "127.0.0.1")
+            .await?
+            .0,
+        200
+    );
+    assert_eq!(
+        pgmcp_tests::gateway::http_get(addr, "/readyz", "127.0.0.1")
+            .await?
+            .0,
+        200
+    );
     // A foreign Host on /mcp is refused (DNS-rebinding protection).
     let (status, _) = pgmcp_tests::gateway::http_get(addr, "/mcp", "evil.example").await?;
     assert_eq!(status, 403);
@@ -281,9 +465,20 @@ async fn older_and_newer_protocol_versions_both_work() -> anyhow::Result<()> {
         ProtocolVersion::V_2025_11_25,
         ProtocolVersion::V_2026_07_28,
     ] {
-        let client = mcp::http_client_with_version(&stack.gateway.mcp_url(), version.clone()).await?;
-        let res = mcp::call_tool(&client, "query", json!({"sql": "SELECT count(*) FROM customers"})).await?;
-        assert_eq!(structured(&res)["rows"], json!([[3]]), "{version}: {}", text(&res));
+        let client =
+            mcp::http_client_with_version(&stack.gateway.mcp_url(), version.clone()).await?;
+        let res = mcp::call_tool(
+            &client,
+            "query",
+            json!({"sql": "SELECT count(*) FROM customers"}),
+        )
+        .await?;
+        assert_eq!(
+            structured(&res)["rows"],
+            json!([[3]]),
+            "{version}: {}",
+            text(&res)
+        );
     }
     Ok(())
 }
@@ -296,10 +491,73 @@ async fn bad_arguments_are_tool_errors() -> anyhow::Result<()> {
     assert!(text(&res).contains("invalid arguments"), "{}", text(&res));
     let res = stack.query(json!({"sql": "SELECT 1", "bogus": 1})).await?;
     assert!(is_error(&res));
-    assert!(text(&res).contains("unknown field `bogus`"), "{}", text(&res));
-    let res = stack.query(json!({"sql": "SELECT 1", "database": "nope"})).await?;
+    assert!(
+        text(&res).contains("unknown field `bogus`"),
+        "{}",
+        text(&res)
+    );
+    let res = stack
+        .query(json!({"sql": "SELECT 1", "database": "nope"}))
+        .await?;
     assert!(is_error(&res));
     assert_eq!(structured(&res)["error"]["kind"], "unknown_database");
     assert!(text(&res).contains("available: app"), "{}", text(&res));
+    Ok(())
+}
+
+#[tokio::test]
+async fn every_type_comes_back_exactly_through_mcp() -> anyhow::Result<()> {
+    use pgmcp_tests::types_fixture::{SELECT_SQL, SETUP_SQL, columns, expected_rows};
+    let stack = Stack::start(SETUP_SQL).await?;
+    let res = stack.query(json!({"sql": SELECT_SQL})).await?;
+    assert!(!is_error(&res), "{}", text(&res));
+    let s = structured(&res);
+    let names: Vec<&str> = s["columns"]
+        .as_array()
+        .map(|c| c.iter().filter_map(|c| c["name"].as_str()).collect())
+        .unwrap_or_default();
+    assert_eq!(names, columns());
+    let want = expected_rows();
+    let got = s["rows"].as_array().cloned().unwrap_or_default();
+    assert_eq!(got.len(), want.len());
+    for (r, (g, w)) in got.iter().zip(&want).enumerate() {
+        for (c, name) in names.iter().enumerate() {
+            assert_eq!(g[c], w[c], "row {r}, column {name}");
+        }
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn column_types_are_catalog_names() -> anyhow::Result<()> {
+    let stack = Stack::start(
+        "CREATE TYPE mood AS ENUM ('sad', 'happy'); CREATE DOMAIN code AS varchar(5);",
+    )
+    .await?;
+    let res = stack
+        .query(json!({"sql": "SELECT 'a'::char(2) AS a, 'b'::\"char\" AS b, ARRAY[1] AS c, 'happy'::mood AS d, ARRAY['sad'::mood] AS e, 'x'::code AS f, now() AS g"}))
+        .await?;
+    let types: Vec<String> = structured(&res)["columns"]
+        .as_array()
+        .map(|c| {
+            c.iter()
+                .filter_map(|c| c["type"].as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default();
+    assert_eq!(
+        types,
+        [
+            "bpchar",
+            "char",
+            "int4[]",
+            "mood",
+            "mood[]",
+            "varchar",
+            "timestamptz"
+        ],
+        "{}",
+        text(&res)
+    );
     Ok(())
 }

@@ -20,12 +20,23 @@ pub struct Args {
     pub database_url: Option<String>,
 
     /// Another database target, as NAME=URL. Repeat for several targets.
-    #[arg(long = "database", value_name = "NAME=URL", env = "PGMCP_DATABASES", value_delimiter = ',', hide_env_values = true)]
+    #[arg(
+        long = "database",
+        value_name = "NAME=URL",
+        env = "PGMCP_DATABASES",
+        value_delimiter = ',',
+        hide_env_values = true
+    )]
     pub databases: Vec<String>,
 
     /// Access mode: MODE for every target, or NAME=MODE for one target.
     /// Repeatable. MODE is `read-only` (the default) or `read-write`.
-    #[arg(long = "mode", value_name = "[NAME=]MODE", env = "PGMCP_MODE", value_delimiter = ',')]
+    #[arg(
+        long = "mode",
+        value_name = "[NAME=]MODE",
+        env = "PGMCP_MODE",
+        value_delimiter = ','
+    )]
     pub modes: Vec<String>,
 
     /// Name of this worker instance; also the `application_name` of its
@@ -62,11 +73,19 @@ pub struct Args {
     pub statement_timeout_ms: u32,
 
     /// Largest statement timeout a call may ask for, in milliseconds.
-    #[arg(long, env = "PGMCP_MAX_STATEMENT_TIMEOUT_MS", default_value_t = 300_000)]
+    #[arg(
+        long,
+        env = "PGMCP_MAX_STATEMENT_TIMEOUT_MS",
+        default_value_t = 300_000
+    )]
     pub max_statement_timeout_ms: u32,
 
     /// `idle_in_transaction_session_timeout` of every session, in milliseconds.
-    #[arg(long, env = "PGMCP_IDLE_IN_TRANSACTION_TIMEOUT_MS", default_value_t = 60_000)]
+    #[arg(
+        long,
+        env = "PGMCP_IDLE_IN_TRANSACTION_TIMEOUT_MS",
+        default_value_t = 60_000
+    )]
     pub idle_in_transaction_timeout_ms: u32,
 
     /// Rows returned by a query that asks for no row limit.
@@ -197,10 +216,7 @@ impl Config {
                 .split_once('=')
                 .filter(|(n, u)| !n.trim().is_empty() && !u.trim().is_empty())
                 .with_context(|| {
-                    format!(
-                        "--database expects NAME=URL, got `{}`",
-                        redact_url(spec)
-                    )
+                    format!("--database expects NAME=URL, got `{}`", redact_url(spec))
                 })?;
             targets.push(TargetConfig {
                 name: name.trim().to_string(),
@@ -209,7 +225,9 @@ impl Config {
             });
         }
         if targets.is_empty() {
-            bail!("no database configured: pass --database-url URL (or set DATABASE_URL), or --database NAME=URL");
+            bail!(
+                "no database configured: pass --database-url URL (or set DATABASE_URL), or --database NAME=URL"
+            );
         }
         for (i, t) in targets.iter().enumerate() {
             if targets[..i].iter().any(|o| o.name == t.name) {
@@ -230,7 +248,9 @@ impl Config {
                     let target = targets
                         .iter_mut()
                         .find(|t| t.name == name.trim())
-                        .with_context(|| format!("--mode names `{name}`, which is not a configured database"))?;
+                        .with_context(|| {
+                            format!("--mode names `{name}`, which is not a configured database")
+                        })?;
                     target.mode = mode;
                 }
             }
@@ -239,10 +259,18 @@ impl Config {
             bail!("--pool-max-connections must be at least 1");
         }
         if args.pool_min_connections > args.pool_max_connections {
-            bail!("--pool-min-connections ({}) exceeds --pool-max-connections ({})", args.pool_min_connections, args.pool_max_connections);
+            bail!(
+                "--pool-min-connections ({}) exceeds --pool-max-connections ({})",
+                args.pool_min_connections,
+                args.pool_max_connections
+            );
         }
         if args.statement_timeout_ms > args.max_statement_timeout_ms {
-            bail!("--statement-timeout-ms ({}) exceeds --max-statement-timeout-ms ({})", args.statement_timeout_ms, args.max_statement_timeout_ms);
+            bail!(
+                "--statement-timeout-ms ({}) exceeds --max-statement-timeout-ms ({})",
+                args.statement_timeout_ms,
+                args.max_statement_timeout_ms
+            );
         }
         let name = args.name.clone().unwrap_or_else(default_instance_name);
         Ok(Config {
@@ -286,10 +314,16 @@ fn default_instance_name() -> String {
 /// else the user name (libpq's rule), else `postgres`.
 fn default_target_name(url: &str) -> Result<String> {
     let parsed = url::Url::parse(url).with_context(|| {
-        format!("the database URL `{}` is not a valid URL (expected postgres://user@host:port/dbname)", redact_url(url))
+        format!(
+            "the database URL `{}` is not a valid URL (expected postgres://user@host:port/dbname)",
+            redact_url(url)
+        )
     })?;
     if !matches!(parsed.scheme(), "postgres" | "postgresql") {
-        bail!("the database URL must start with postgres:// or postgresql://, got `{}`", redact_url(url));
+        bail!(
+            "the database URL must start with postgres:// or postgresql://, got `{}`",
+            redact_url(url)
+        );
     }
     let db = parsed.path().trim_start_matches('/');
     if !db.is_empty() {
@@ -315,7 +349,11 @@ pub fn redact_url(url: &str) -> String {
         let pairs: Vec<(String, String)> = parsed
             .query_pairs()
             .map(|(k, v)| {
-                let v = if k.eq_ignore_ascii_case("password") { "***".into() } else { v.into_owned() };
+                let v = if k.eq_ignore_ascii_case("password") {
+                    "***".into()
+                } else {
+                    v.into_owned()
+                };
                 (k.into_owned(), v)
             })
             .collect();
@@ -354,6 +392,9 @@ mod tests {
 
     #[test]
     fn target_name_defaults_to_database() {
-        assert_eq!(default_target_name("postgres://u@h:1/shop").ok().as_deref(), Some("shop"));
+        assert_eq!(
+            default_target_name("postgres://u@h:1/shop").ok().as_deref(),
+            Some("shop")
+        );
     }
 }

@@ -10,11 +10,11 @@ use tonic::Status;
 
 /// The worker's error type: a contract error ready to be sent.
 #[derive(Debug, Clone)]
-pub struct WorkerError(pub Error);
+pub struct WorkerError(pub Box<Error>);
 
 impl WorkerError {
     pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
-        WorkerError(Error::new(kind, message))
+        WorkerError(Box::new(Error::new(kind, message)))
     }
 
     pub fn invalid(message: impl Into<String>) -> Self {
@@ -34,7 +34,7 @@ impl WorkerError {
     }
 
     pub fn into_status(self) -> Status {
-        self.0.into_status()
+        (*self.0).into_status()
     }
 }
 
@@ -48,7 +48,7 @@ impl From<sqlx::Error> for WorkerError {
     fn from(err: sqlx::Error) -> Self {
         match err {
             sqlx::Error::Database(db) => match db.try_downcast_ref::<PgDatabaseError>() {
-                Some(pg) => WorkerError(from_pg(pg)),
+                Some(pg) => WorkerError(Box::new(from_pg(pg))),
                 None => WorkerError::new(ErrorKind::Database, db.message().to_string()),
             },
             sqlx::Error::PoolTimedOut => {
@@ -57,27 +57,45 @@ impl From<sqlx::Error> for WorkerError {
                     "every database connection of this worker is busy and none became free in time",
                 );
                 e.retry_safe = true;
-                WorkerError(e)
+                WorkerError(Box::new(e))
             }
             sqlx::Error::PoolClosed | sqlx::Error::WorkerCrashed => {
                 let mut e = Error::new(ErrorKind::Unavailable, "the worker is shutting down");
                 e.retry_safe = true;
-                WorkerError(e)
+                WorkerError(Box::new(e))
             }
-            sqlx::Error::Io(io) => {
-                WorkerError::new(ErrorKind::Connection, format!("lost the connection to PostgreSQL: {io}"))
-            }
+            sqlx::Error::Io(io) => WorkerError::new(
+                ErrorKind::Connection,
+                format!("lost the connection to PostgreSQL: {io}"),
+            ),
             sqlx::Error::Tls(_) => WorkerError::new(
                 ErrorKind::Connection,
                 "TLS negotiation with PostgreSQL failed",
             ),
+            // The driver cannot describe multirange types (pg_type.typtype 'm')
+            // when it meets one among a statement's columns or parameters.
+            sqlx::Error::ColumnDecode { ref source, .. }
+                if source.to_string().contains("unknown type code 109") =>
+            {
+                WorkerError::new(
+                    ErrorKind::Statement,
+                    "the statement uses a multirange type, which pgmcp cannot read directly; \
+                     cast it to text (col::text) or expand it with unnest(col)",
+                )
+            }
             sqlx::Error::Protocol(msg) => {
                 tracing::error!(error = %msg, "protocol error talking to PostgreSQL");
-                WorkerError::new(ErrorKind::Connection, "the connection to PostgreSQL broke (protocol error)")
+                WorkerError::new(
+                    ErrorKind::Connection,
+                    "the connection to PostgreSQL broke (protocol error)",
+                )
             }
             other => {
                 tracing::error!(error = %other, "unexpected database driver error");
-                WorkerError::new(ErrorKind::Internal, "internal error in the worker; see its logs")
+                WorkerError::new(
+                    ErrorKind::Internal,
+                    "internal error in the worker; see its logs",
+                )
             }
         }
     }
@@ -143,7 +161,10 @@ mod tests {
     fn sqlstate_classes() {
         assert_eq!(kind_for_sqlstate("42601", ""), ErrorKind::Syntax);
         assert_eq!(kind_for_sqlstate("42P01", ""), ErrorKind::UndefinedObject);
-        assert_eq!(kind_for_sqlstate("23505", ""), ErrorKind::ConstraintViolation);
+        assert_eq!(
+            kind_for_sqlstate("23505", ""),
+            ErrorKind::ConstraintViolation
+        );
         assert_eq!(kind_for_sqlstate("25006", ""), ErrorKind::ReadOnly);
         assert_eq!(
             kind_for_sqlstate("57014", "canceling statement due to statement timeout"),

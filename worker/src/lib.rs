@@ -3,8 +3,10 @@
 //! Map: [`config`] (flags → [`config::Config`]), [`targets`] (one pool per
 //! database), [`service`] (the gRPC service), [`query`] (one statement's life
 //! on a connection), [`params`] (binding), [`decode`] (values → JSON),
-//! [`error`] (failures → the contract's error), [`server`] (assembly).
+//! [`catalog`] (type names), [`error`] (failures → the contract's error),
+//! [`server`] (assembly).
 
+pub mod catalog;
 pub mod config;
 pub mod decode;
 pub mod error;

@@ -9,8 +9,13 @@
 
 use pgmcp_proto::error::ErrorKind;
 use pgmcp_proto::v1::{Param, param};
-use sqlx::postgres::{PgArgumentBuffer, PgArguments, PgConnection, PgTypeInfo, PgTypeKind, types::Oid};
-use sqlx::{Arguments, AssertSqlSafe, Encode, Postgres, Row, Type, TypeInfo, encode::IsNull, error::BoxDynError};
+use sqlx::postgres::{
+    PgArgumentBuffer, PgArguments, PgConnection, PgTypeInfo, PgTypeKind, types::Oid,
+};
+use sqlx::{
+    Arguments, AssertSqlSafe, Encode, Postgres, Row, Type, TypeInfo, encode::IsNull,
+    error::BoxDynError,
+};
 
 use crate::error::WorkerError;
 
@@ -93,7 +98,10 @@ pub async fn bind(
     let mut convert: Vec<(usize, String)> = Vec::new();
     for (i, (p, ty)) in params.iter().zip(types).enumerate() {
         match encode(p, ty).map_err(|msg| param_error(i, ty, &msg))? {
-            Encoding::Done(bytes) => bound.push(Some(Bound { ty: ty.clone(), bytes })),
+            Encoding::Done(bytes) => bound.push(Some(Bound {
+                ty: ty.clone(),
+                bytes,
+            })),
             Encoding::ByServer(text) => {
                 bound.push(None);
                 convert.push((i, text));
@@ -103,7 +111,10 @@ pub async fn bind(
     if !convert.is_empty() {
         let converted = convert_by_server(conn, &convert, types).await?;
         for ((i, _), bytes) in convert.iter().zip(converted) {
-            bound[*i] = Some(Bound { ty: types[*i].clone(), bytes });
+            bound[*i] = Some(Bound {
+                ty: types[*i].clone(),
+                bytes,
+            });
         }
     }
     let mut args = PgArguments::default();
@@ -206,7 +217,11 @@ fn float_text(f: f64) -> String {
     if f.is_nan() {
         "NaN".into()
     } else if f.is_infinite() {
-        if f > 0.0 { "Infinity".into() } else { "-Infinity".into() }
+        if f > 0.0 {
+            "Infinity".into()
+        } else {
+            "-Infinity".into()
+        }
     } else {
         f.to_string()
     }
@@ -287,7 +302,9 @@ async fn convert_by_server(
         } else {
             Some(
                 raw.as_bytes()
-                    .map_err(|e| WorkerError::invalid(format!("cannot read converted parameter: {e}")))?
+                    .map_err(|e| {
+                        WorkerError::invalid(format!("cannot read converted parameter: {e}"))
+                    })?
                     .to_vec(),
             )
         });
@@ -298,7 +315,11 @@ async fn convert_by_server(
 fn param_error(i: usize, ty: &PgTypeInfo, msg: &str) -> WorkerError {
     WorkerError::new(
         ErrorKind::InvalidRequest,
-        format!("parameter ${} ({}): {msg}", i + 1, ty.name().to_ascii_lowercase()),
+        format!(
+            "parameter ${} ({}): {msg}",
+            i + 1,
+            ty.name().to_ascii_lowercase()
+        ),
     )
 }
 

@@ -19,7 +19,9 @@ use pgmcp_proto::v1::{
 };
 use sqlx::pool::PoolConnection;
 use sqlx::postgres::{PgColumn, PgTypeInfo};
-use sqlx::{AssertSqlSafe, Column as _, Either, Executor, Postgres, Row, SqlSafeStr, Statement, TypeInfo, ValueRef};
+use sqlx::{
+    AssertSqlSafe, Column as _, Either, Executor, Postgres, Row, SqlSafeStr, Statement, ValueRef,
+};
 use tokio::sync::mpsc;
 use tonic::Status;
 
@@ -130,27 +132,21 @@ async fn run_inner(
         .await?
         .try_get(0)?;
 
-    match stream_rows(target, &mut conn, req, eff, tx).await {
-        Ok(None) => {
-            sqlx::raw_sql("ROLLBACK").execute(&mut *conn).await?;
-            Ok(())
-        }
-        Ok(Some(cut)) => {
-            discard(target, conn, pid).await;
-            if let Cut::Truncated(_) = cut {
-                // The summary was sent by stream_rows.
-            }
-            Ok(())
-        }
-        Err(err) => {
-            if err.kind() == ErrorKind::Connection {
-                drop(conn.detach());
-            } else if sqlx::raw_sql("ROLLBACK").execute(&mut *conn).await.is_err() {
+    let outcome = stream_rows(target, &mut conn, req, eff, tx).await;
+    match &outcome {
+        // Rows were left unread: stop the backend, drop the connection.
+        Ok(Some(_)) => discard(target, conn, pid).await,
+        Err(err) if err.kind() == ErrorKind::Connection => drop(conn.detach()),
+        // Complete result or a statement error: the transaction ends here and
+        // the connection goes back to the pool clean, or not at all.
+        _ => {
+            if let Err(e) = sqlx::raw_sql("ROLLBACK").execute(&mut *conn).await {
+                tracing::warn!(target = %target.name, error = %e, "ROLLBACK failed; discarding the connection");
                 drop(conn.detach());
             }
-            Err(err)
         }
     }
+    outcome.map(|_| ())
 }
 
 /// Prepares, binds and streams. Returns `Some(cut)` when it stopped early,
@@ -171,15 +167,30 @@ async fn stream_rows(
         _ => Vec::new(),
     };
     let columns: Vec<PgColumn> = stmt.columns().to_vec();
+    let types: Vec<PgTypeInfo> = columns.iter().map(|c| c.type_info().clone()).collect();
+    let names = target.type_names.names(conn, &types).await?;
     let header = Columns {
-        columns: columns.iter().map(column_proto).collect(),
+        columns: columns
+            .iter()
+            .zip(names)
+            .map(|(c, type_name)| Column {
+                name: c.name().to_string(),
+                type_name,
+                type_oid: c.type_info().oid().map_or(0, |o| o.0),
+            })
+            .collect(),
     };
-    if tx.send(Ok(QueryResponse { part: Some(Part::Columns(header)) })).await.is_err() {
+    if tx
+        .send(Ok(QueryResponse {
+            part: Some(Part::Columns(header)),
+        }))
+        .await
+        .is_err()
+    {
         return Ok(Some(Cut::CallerGone));
     }
 
     let args = params::bind(conn, &req.params, &param_types).await?;
-    let types: Vec<PgTypeInfo> = columns.iter().map(|c| c.type_info().clone()).collect();
 
     let mut rows = sqlx::query_with(AssertSqlSafe(req.sql.clone()), args).fetch(&mut **conn);
     let mut batch = RowBatch::default();
@@ -214,7 +225,13 @@ async fn stream_rows(
         if batch.rows.len() >= BATCH_ROWS || batch_bytes >= BATCH_BYTES {
             let full = std::mem::take(&mut batch);
             batch_bytes = 0;
-            if tx.send(Ok(QueryResponse { part: Some(Part::Rows(full)) })).await.is_err() {
+            if tx
+                .send(Ok(QueryResponse {
+                    part: Some(Part::Rows(full)),
+                }))
+                .await
+                .is_err()
+            {
                 cut = Some(Cut::CallerGone);
                 break;
             }
@@ -225,13 +242,21 @@ async fn stream_rows(
         return Ok(cut);
     }
     if !batch.rows.is_empty() {
-        let _ = tx.send(Ok(QueryResponse { part: Some(Part::Rows(batch)) })).await;
+        let _ = tx
+            .send(Ok(QueryResponse {
+                part: Some(Part::Rows(batch)),
+            }))
+            .await;
     }
     if let Some(Cut::Truncated(reason)) = &cut {
         summary.truncated = true;
         summary.truncation_reason = *reason as i32;
     }
-    let _ = tx.send(Ok(QueryResponse { part: Some(Part::Summary(summary)) })).await;
+    let _ = tx
+        .send(Ok(QueryResponse {
+            part: Some(Part::Summary(summary)),
+        }))
+        .await;
     Ok(cut)
 }
 
@@ -268,14 +293,34 @@ async fn encode_row(
 /// (`SELECT $1::text` runs the type's output function). Used for types
 /// the decoder does not know, such as those of extensions. Runs on the
 /// target's side connection, since the call holds its pooled one.
+///
+/// The statement is prepared once per type and kept (its SQL names the
+/// OID, so each type gets its own statement): an unnamed statement would
+/// be lost when the driver looks up an unknown type between Parse and Bind.
 async fn text_form(target: &Target, ty: &PgTypeInfo, bytes: &[u8]) -> Result<String, WorkerError> {
-    let row = sqlx::query("SELECT $1::text")
-        .persistent(false)
+    let oid = ty.oid().map_or(0, |o| o.0);
+    let sql = format!("SELECT $1::text /* pgmcp text form of type {oid} */");
+    let row = sqlx::query(AssertSqlSafe(sql))
         .bind(Bound::new(ty.clone(), Some(bytes.to_vec())))
         .fetch_one(&target.side)
-        .await?;
+        .await
+        .map_err(|e| {
+            let mut err = WorkerError::from(e);
+            if oid == RECORD_OID {
+                err.0.message = format!(
+                    "cannot decode an anonymous record (ROW(…)) holding a value of a user-defined type ({}); \
+                     cast the value to text, or to a named composite type",
+                    err.0.message
+                );
+                err.0.hint.clear();
+            }
+            err
+        })?;
     Ok(row.try_get::<String, _>(0)?)
 }
+
+/// OID of the anonymous `record` type.
+const RECORD_OID: u32 = 2249;
 
 /// Cancels whatever the backend still runs and closes the connection
 /// instead of returning it to the pool.
@@ -283,35 +328,25 @@ async fn discard(target: &Target, conn: PoolConnection<Postgres>, pid: i32) {
     let cancel = sqlx::query("SELECT pg_cancel_backend($1)").bind(pid);
     match tokio::time::timeout(Duration::from_secs(2), cancel.execute(&target.side)).await {
         Ok(Ok(_)) => {}
-        Ok(Err(e)) => tracing::warn!(target = %target.name, pid, error = %e, "could not cancel backend"),
+        Ok(Err(e)) => {
+            tracing::warn!(target = %target.name, pid, error = %e, "could not cancel backend")
+        }
         Err(_) => tracing::warn!(target = %target.name, pid, "cancelling backend timed out"),
     }
     drop(conn.detach());
 }
 
-fn column_proto(c: &PgColumn) -> Column {
-    let ty = c.type_info();
-    Column {
-        name: c.name().to_string(),
-        type_name: type_name(ty),
-        type_oid: ty.oid().map_or(0, |o| o.0),
-    }
-}
-
-/// `pg_type.typname` style name: built-in types in lower case ("int4",
-/// "text[]"), user types as the catalog spells them.
-pub fn type_name(ty: &PgTypeInfo) -> String {
-    match ty.oid() {
-        Some(oid) if oid.0 < 16_384 => ty.name().to_ascii_lowercase(),
-        _ => ty.name().to_string(),
-    }
-}
-
 /// Several statements in one call fail at Parse; say what to do.
 fn one_statement_hint(err: sqlx::Error) -> WorkerError {
     let mut err = WorkerError::from(err);
-    if err.0.message.contains("cannot insert multiple commands into a prepared statement") {
-        err.0.message = "only one SQL statement per call is allowed; send each statement in its own call".into();
+    if err
+        .0
+        .message
+        .contains("cannot insert multiple commands into a prepared statement")
+    {
+        err.0.message =
+            "only one SQL statement per call is allowed; send each statement in its own call"
+                .into();
     }
     err
 }

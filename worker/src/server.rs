@@ -54,7 +54,9 @@ async fn serve_targets(
     let shutdown = async move {
         shutdown.await;
         tracing::info!("shutting down: no longer serving");
-        reporter.set_not_serving::<WorkerServer<WorkerService>>().await;
+        reporter
+            .set_not_serving::<WorkerServer<WorkerService>>()
+            .await;
     };
     tonic::transport::Server::builder()
         .http2_keepalive_interval(Some(std::time::Duration::from_secs(30)))

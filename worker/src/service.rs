@@ -24,7 +24,11 @@ pub struct WorkerService {
 
 impl WorkerService {
     pub fn new(name: String, targets: Arc<Targets>, limits: Limits) -> Self {
-        WorkerService { name, targets, limits }
+        WorkerService {
+            name,
+            targets,
+            limits,
+        }
     }
 }
 
@@ -50,7 +54,8 @@ impl Worker for WorkerService {
             .get(&req.database)
             .map_err(|e| e.into_status())?
             .clone();
-        query::validate(&req, &self.limits).map_err(|e| e.for_database(&target.name).into_status())?;
+        query::validate(&req, &self.limits)
+            .map_err(|e| e.for_database(&target.name).into_status())?;
         let eff = Effective::new(&req, &self.limits, deadline);
         let (tx, rx) = mpsc::channel(4);
         tokio::spawn(query::run(target, req, eff, tx));
@@ -81,9 +86,15 @@ mod tests {
     #[test]
     fn parses_grpc_timeout() {
         let mut md = tonic::metadata::MetadataMap::new();
-        md.insert("grpc-timeout", "300m".parse().unwrap_or_else(|_| unreachable!()));
+        md.insert(
+            "grpc-timeout",
+            "300m".parse().unwrap_or_else(|_| unreachable!()),
+        );
         assert_eq!(grpc_timeout(&md), Some(Duration::from_millis(300)));
-        md.insert("grpc-timeout", "2S".parse().unwrap_or_else(|_| unreachable!()));
+        md.insert(
+            "grpc-timeout",
+            "2S".parse().unwrap_or_else(|_| unreachable!()),
+        );
         assert_eq!(grpc_timeout(&md), Some(Duration::from_secs(2)));
     }
 }

@@ -9,6 +9,7 @@ use pgmcp_proto::v1;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::{ConnectOptions, Row};
 
+use crate::catalog::TypeNames;
 use crate::config::{Config, Mode, PoolSettings, TargetConfig, redact_url};
 use crate::error::WorkerError;
 
@@ -24,6 +25,8 @@ pub struct Target {
     /// wait on the main pool: cancelling a backend, asking PostgreSQL for a
     /// value's text form while a call holds its pooled connection.
     pub side: PgPool,
+    /// Catalog names of the types seen in results.
+    pub type_names: TypeNames,
 }
 
 impl Target {
@@ -51,7 +54,9 @@ impl Targets {
     pub async fn connect(config: &Config) -> Result<Self> {
         let mut targets = Vec::with_capacity(config.targets.len());
         for t in &config.targets {
-            targets.push(Arc::new(connect_target(t, &config.pool, &config.name).await?));
+            targets.push(Arc::new(
+                connect_target(t, &config.pool, &config.name).await?,
+            ));
         }
         Ok(Targets { targets })
     }
@@ -172,12 +177,16 @@ async fn connect_target(t: &TargetConfig, pool: &PoolSettings, app_name: &str) -
         server_version,
         pool: pg_pool,
         side,
+        type_names: TypeNames::default(),
     })
 }
 
 /// Removes the URL's password from a driver message, should it appear.
 fn scrub(message: &str, url: &str) -> String {
-    match url::Url::parse(url).ok().and_then(|u| u.password().map(str::to_string)) {
+    match url::Url::parse(url)
+        .ok()
+        .and_then(|u| u.password().map(str::to_string))
+    {
         Some(pw) if !pw.is_empty() => message.replace(&pw, "***"),
         _ => message.to_string(),
     }

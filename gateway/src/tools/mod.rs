@@ -9,7 +9,9 @@ use serde::de::DeserializeOwned;
 use crate::errors::GatewayError;
 
 /// Parses a tool's arguments; a mismatch is a tool error the model can fix.
-pub(crate) fn parse_args<T: DeserializeOwned>(args: rmcp::model::JsonObject) -> Result<T, GatewayError> {
+pub(crate) fn parse_args<T: DeserializeOwned>(
+    args: rmcp::model::JsonObject,
+) -> Result<T, GatewayError> {
     serde_json::from_value(serde_json::Value::Object(args))
         .map_err(|e| GatewayError::invalid(format!("invalid arguments: {e}")))
 }

@@ -61,10 +61,15 @@ so it cannot change anything. Results are capped by `max_rows`; `truncated` tell
         let limits = &self.shared.limits;
         let max_rows = match args.max_rows {
             None => limits.default_max_rows,
-            Some(0) => return error_result(&GatewayError::invalid("max_rows must be at least 1"), None),
+            Some(0) => {
+                return error_result(&GatewayError::invalid("max_rows must be at least 1"), None);
+            }
             Some(n) if n > limits.max_rows => {
                 return error_result(
-                    &GatewayError::invalid(format!("max_rows is {n}, over the limit of {}; ask for fewer rows or page with LIMIT/OFFSET", limits.max_rows)),
+                    &GatewayError::invalid(format!(
+                        "max_rows is {n}, over the limit of {}; ask for fewer rows or page with LIMIT/OFFSET",
+                        limits.max_rows
+                    )),
                     None,
                 );
             }
@@ -72,10 +77,18 @@ so it cannot change anything. Results are capped by `max_rows`; `truncated` tell
         };
         let timeout_ms = match args.timeout_ms {
             None => limits.default_timeout_ms,
-            Some(0) => return error_result(&GatewayError::invalid("timeout_ms must be at least 1"), None),
+            Some(0) => {
+                return error_result(
+                    &GatewayError::invalid("timeout_ms must be at least 1"),
+                    None,
+                );
+            }
             Some(t) if t > limits.max_timeout_ms => {
                 return error_result(
-                    &GatewayError::invalid(format!("timeout_ms is {t}, over the limit of {} ms", limits.max_timeout_ms)),
+                    &GatewayError::invalid(format!(
+                        "timeout_ms is {t}, over the limit of {} ms",
+                        limits.max_timeout_ms
+                    )),
                     None,
                 );
             }
@@ -105,7 +118,8 @@ so it cannot change anything. Results are capped by `max_rows`; `truncated` tell
 }
 
 fn success(out: QueryOutcome, max_rows: u64) -> CallToolResult {
-    let reason = TruncationReason::try_from(out.summary.truncation_reason).unwrap_or(TruncationReason::Unspecified);
+    let reason = TruncationReason::try_from(out.summary.truncation_reason)
+        .unwrap_or(TruncationReason::Unspecified);
     let note = if out.summary.truncated {
         Some(match reason {
             TruncationReason::MaxBytes => format!(
@@ -121,7 +135,12 @@ Narrow the query (WHERE, LIMIT, aggregates) or raise max_rows.",
     } else {
         None
     };
-    let text = render::table(&out.columns, &out.rows, out.summary.row_count, note.as_deref());
+    let text = render::table(
+        &out.columns,
+        &out.rows,
+        out.summary.row_count,
+        note.as_deref(),
+    );
     let rows: Vec<serde_json::Value> = out
         .rows
         .iter()
