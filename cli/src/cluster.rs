@@ -50,7 +50,13 @@ impl Cluster {
         initdb
             .arg("-D")
             .arg(&data)
-            .args(["-U", SUPERUSER, "--auth=trust", "--encoding=UTF8", "--no-locale"])
+            .args([
+                "-U",
+                SUPERUSER,
+                "--auth=trust",
+                "--encoding=UTF8",
+                "--no-locale",
+            ])
             .arg("--no-sync")
             .stdin(Stdio::null());
         as_user(&mut initdb, run_as.as_ref());
@@ -89,10 +95,7 @@ impl Cluster {
 
     /// Connection URL for `database` as the superuser.
     pub fn url(&self, database: &str) -> String {
-        format!(
-            "postgres://{SUPERUSER}@127.0.0.1:{}/{database}",
-            self.port
-        )
+        format!("postgres://{SUPERUSER}@127.0.0.1:{}/{database}", self.port)
     }
 
     /// Directory holding the cluster's files.
@@ -167,7 +170,11 @@ fn start_server(
         ])
         .stdin(Stdio::null())
         .stdout(Stdio::null())
-        .stderr(log_file);
+        .stderr(log_file)
+        // Its own process group: a Ctrl-C in the terminal must not reach the
+        // server directly (SIGINT is its fast shutdown) while `pgmcp up` still
+        // has workers using it; our owner stops it in order instead.
+        .process_group(0);
     as_user(&mut cmd, run_as);
     let mut child = cmd.spawn().context("starting postgres")?;
 
@@ -184,7 +191,10 @@ fn start_server(
         if Instant::now() > deadline {
             let _ = child.kill();
             let _ = child.wait();
-            bail!("postgres did not accept connections within 30 s (log: {})", log.display());
+            bail!(
+                "postgres did not accept connections within 30 s (log: {})",
+                log.display()
+            );
         }
         std::thread::sleep(Duration::from_millis(25));
     }
@@ -240,7 +250,11 @@ pub fn find_bindir() -> Result<PathBuf> {
     {
         candidates.push(String::from_utf8_lossy(&out.stdout).trim().into());
     }
-    for root in ["/usr/lib/postgresql", "/usr/local/pgsql", "/opt/homebrew/opt"] {
+    for root in [
+        "/usr/lib/postgresql",
+        "/usr/local/pgsql",
+        "/opt/homebrew/opt",
+    ] {
         let Ok(entries) = std::fs::read_dir(root) else {
             continue;
         };
@@ -259,5 +273,7 @@ pub fn find_bindir() -> Result<PathBuf> {
     candidates
         .into_iter()
         .find(|d| has_server(d))
-        .with_context(|| format!("no PostgreSQL server binaries (initdb, postgres) found; {INSTALL_HINT}"))
+        .with_context(|| {
+            format!("no PostgreSQL server binaries (initdb, postgres) found; {INSTALL_HINT}")
+        })
 }

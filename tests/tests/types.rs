@@ -4,12 +4,11 @@
 //! where the proto promises PostgreSQL's own text format, PostgreSQL must
 //! agree.
 
-use anyhow::{Context, Result, anyhow, bail};
+use anyhow::{Context, Result, anyhow};
 use pgmcp_proto::v1::worker_client::WorkerClient;
 use pgmcp_tests::Pg;
 use pgmcp_tests::types_fixture::{
-    MULTIRANGE_SQL, SELECT_SQL, SETUP_SQL, TEXT_CROSS_CHECKS, columns, edge_values,
-    expected_multirange_rows, expected_rows,
+    MULTIRANGE_SQL, SELECT_SQL, SETUP_SQL, TEXT_CROSS_CHECKS, columns, edge_values, expected_rows,
 };
 use pgmcp_tests::worker::{InProcessWorker, QueryResult, query, sql};
 use serde_json::Value;
