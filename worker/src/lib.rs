@@ -1,8 +1,8 @@
 //! pgmcp worker: owns the database connections and runs SQL for gateways.
 //!
 //! Map: [`config`] (flags → [`config::Config`]), [`targets`] (one pool per
-//! database), [`service`] (the gRPC service), [`query`] (one statement's life
-//! on a connection), [`params`] (binding), [`decode`] (values → JSON),
+//! database), [`service`] (the gRPC service), [`session`] (a call's
+//! transaction on its connection), [`query`] (streaming one statement), [`params`] (binding), [`decode`] (values → JSON),
 //! [`catalog`] (type names), [`error`] (failures → the contract's error),
 //! [`server`] (assembly).
 
@@ -14,6 +14,7 @@ pub mod params;
 pub mod query;
 pub mod server;
 pub mod service;
+pub mod session;
 pub mod targets;
 
 use anyhow::{Context, Result};

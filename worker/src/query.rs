@@ -17,11 +17,9 @@ use pgmcp_proto::v1::{
     Column, Columns, QueryRequest, QueryResponse, RowBatch, Summary, TruncationReason,
     query_response::Part,
 };
-use sqlx::pool::PoolConnection;
+use sqlx::PgConnection;
 use sqlx::postgres::{PgColumn, PgTypeInfo};
-use sqlx::{
-    AssertSqlSafe, Column as _, Either, Executor, Postgres, Row, SqlSafeStr, Statement, ValueRef,
-};
+use sqlx::{AssertSqlSafe, Column as _, Either, Executor, Row, SqlSafeStr, Statement, ValueRef};
 use tokio::sync::mpsc;
 use tonic::Status;
 
@@ -29,6 +27,7 @@ use crate::config::Limits;
 use crate::decode::{self, Outcome};
 use crate::error::WorkerError;
 use crate::params::{self, Bound};
+use crate::session::{Access, Session};
 use crate::targets::Target;
 
 /// Rows are sent in batches of at most this many rows …
@@ -122,29 +121,13 @@ async fn run_inner(
     eff: Effective,
     tx: &Sender,
 ) -> Result<(), WorkerError> {
-    let mut conn = target.pool.acquire().await?;
-    let begin = format!(
-        "BEGIN READ ONLY; SET LOCAL statement_timeout = {}; SELECT pg_backend_pid()",
-        eff.timeout_ms
-    );
-    let pid: i32 = sqlx::raw_sql(AssertSqlSafe(begin))
-        .fetch_one(&mut *conn)
-        .await?
-        .try_get(0)?;
-
-    let outcome = stream_rows(target, &mut conn, req, eff, tx).await;
+    let mut session = Session::begin(target, Access::ReadOnly, eff.timeout_ms).await?;
+    let outcome = stream_rows(target, session.conn(), req, eff, tx).await;
     match &outcome {
         // Rows were left unread: stop the backend, drop the connection.
-        Ok(Some(_)) => discard(target, conn, pid).await,
-        Err(err) if err.kind() == ErrorKind::Connection => drop(conn.detach()),
-        // Complete result or a statement error: the transaction ends here and
-        // the connection goes back to the pool clean, or not at all.
-        _ => {
-            if let Err(e) = sqlx::raw_sql("ROLLBACK").execute(&mut *conn).await {
-                tracing::warn!(target = %target.name, error = %e, "ROLLBACK failed; discarding the connection");
-                drop(conn.detach());
-            }
-        }
+        Ok(Some(_)) => session.abandon(target).await,
+        Ok(None) => session.rollback(target).await,
+        Err(err) => session.end_after(target, Some(err)).await,
     }
     outcome.map(|_| ())
 }
@@ -153,12 +136,12 @@ async fn run_inner(
 /// leaving unread rows on the connection.
 async fn stream_rows(
     target: &Target,
-    conn: &mut PoolConnection<Postgres>,
+    conn: &mut PgConnection,
     req: &QueryRequest,
     eff: Effective,
     tx: &Sender,
 ) -> Result<Option<Cut>, WorkerError> {
-    let stmt = (&mut **conn)
+    let stmt = (&mut *conn)
         .prepare_with(AssertSqlSafe(req.sql.clone()).into_sql_str(), &[])
         .await
         .map_err(one_statement_hint)?;
@@ -192,7 +175,7 @@ async fn stream_rows(
 
     let args = params::bind(conn, &req.params, &param_types).await?;
 
-    let mut rows = sqlx::query_with(AssertSqlSafe(req.sql.clone()), args).fetch(&mut **conn);
+    let mut rows = sqlx::query_with(AssertSqlSafe(req.sql.clone()), args).fetch(&mut *conn);
     let mut batch = RowBatch::default();
     let mut batch_bytes = 0usize;
     let mut summary = Summary {
@@ -321,20 +304,6 @@ async fn text_form(target: &Target, ty: &PgTypeInfo, bytes: &[u8]) -> Result<Str
 
 /// OID of the anonymous `record` type.
 const RECORD_OID: u32 = 2249;
-
-/// Cancels whatever the backend still runs and closes the connection
-/// instead of returning it to the pool.
-async fn discard(target: &Target, conn: PoolConnection<Postgres>, pid: i32) {
-    let cancel = sqlx::query("SELECT pg_cancel_backend($1)").bind(pid);
-    match tokio::time::timeout(Duration::from_secs(2), cancel.execute(&target.side)).await {
-        Ok(Ok(_)) => {}
-        Ok(Err(e)) => {
-            tracing::warn!(target = %target.name, pid, error = %e, "could not cancel backend")
-        }
-        Err(_) => tracing::warn!(target = %target.name, pid, "cancelling backend timed out"),
-    }
-    drop(conn.detach());
-}
 
 /// Several statements in one call fail at Parse; say what to do.
 fn one_statement_hint(err: sqlx::Error) -> WorkerError {
