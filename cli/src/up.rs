@@ -235,6 +235,11 @@ impl Fleet {
             });
         }
 
+        // One cursor key for all gateways, so any of them continues any page.
+        let cursor_secret: String = rand::random::<[u8; 32]>()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
         let mut mcp_urls = Vec::new();
         for (i, addr) in gateway_addrs.iter().enumerate() {
             let name = format!("pgmcp-gateway-{}", i + 1);
@@ -243,7 +248,8 @@ impl Fleet {
                 .arg("--listen")
                 .arg(addr.to_string())
                 .arg("--workers")
-                .arg(worker_urls.join(","));
+                .arg(worker_urls.join(","))
+                .env("PGMCP_CURSOR_SECRET", &cursor_secret);
             if let Some(hosts) = allowed_hosts(args.host) {
                 cmd.arg("--allowed-hosts").arg(hosts);
             }

@@ -3,7 +3,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use anyhow::{Result, bail};
+use anyhow::{Context, Result, bail};
 use clap::{Args as ClapArgs, ValueEnum};
 
 /// Flags of `pgmcp-gateway` (each also readable from the env var shown in `--help`).
@@ -61,6 +61,36 @@ pub struct Args {
     #[arg(long, env = "PGMCP_WORKER_CONNECT_TIMEOUT_MS", default_value_t = 2_000)]
     pub worker_connect_timeout_ms: u64,
 
+    /// Key that signs pagination cursors. Give every gateway of a fleet the
+    /// same key so any of them can continue a cursor; without one, a random
+    /// key is used and cursors only work on the gateway that issued them.
+    #[arg(long, env = "PGMCP_CURSOR_SECRET", hide_env_values = true)]
+    pub cursor_secret: Option<String>,
+
+    /// File holding the cursor key (alternative to --cursor-secret).
+    #[arg(long, env = "PGMCP_CURSOR_SECRET_FILE")]
+    pub cursor_secret_file: Option<std::path::PathBuf>,
+
+    /// How long a pagination cursor stays valid, in seconds.
+    #[arg(long, env = "PGMCP_CURSOR_TTL_S", default_value_t = 3_600)]
+    pub cursor_ttl_s: u64,
+
+    /// Most queries in one `batch_query` call.
+    #[arg(long, env = "PGMCP_MAX_BATCH_QUERIES", default_value_t = 20)]
+    pub max_batch_queries: usize,
+
+    /// Queries of one `batch_query` call run at the same time at most.
+    #[arg(long, env = "PGMCP_BATCH_CONCURRENCY", default_value_t = 4)]
+    pub batch_concurrency: usize,
+
+    /// Most statements in one `transaction` call.
+    #[arg(long, env = "PGMCP_MAX_TRANSACTION_STATEMENTS", default_value_t = 100)]
+    pub max_transaction_statements: usize,
+
+    /// Most rows in one `bulk_insert` call.
+    #[arg(long, env = "PGMCP_MAX_BULK_ROWS", default_value_t = 100_000)]
+    pub max_bulk_rows: usize,
+
     /// Log format: `text` (human-readable) or `json`.
     #[arg(long, env = "PGMCP_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
@@ -80,6 +110,10 @@ pub struct Limits {
     pub max_result_bytes: u64,
     pub default_timeout_ms: u32,
     pub max_timeout_ms: u32,
+    pub max_batch_queries: usize,
+    pub batch_concurrency: usize,
+    pub max_transaction_statements: usize,
+    pub max_bulk_rows: usize,
 }
 
 /// The validated gateway configuration.
@@ -92,6 +126,9 @@ pub struct Config {
     pub allowed_hosts: Option<Vec<String>>,
     pub limits: Limits,
     pub connect_timeout: Duration,
+    /// Cursor signing key; `None` = random per process.
+    pub cursor_secret: Option<Vec<u8>>,
+    pub cursor_ttl: Duration,
 }
 
 impl Config {
@@ -115,6 +152,21 @@ impl Config {
         if args.default_max_rows == 0 || args.max_rows == 0 {
             bail!("--default-max-rows and --max-rows must be at least 1");
         }
+        let cursor_secret = match (&args.cursor_secret, &args.cursor_secret_file) {
+            (Some(_), Some(_)) => {
+                bail!("give either --cursor-secret or --cursor-secret-file, not both")
+            }
+            (Some(s), None) => Some(s.clone().into_bytes()),
+            (None, Some(path)) => {
+                let text = std::fs::read_to_string(path)
+                    .with_context(|| format!("reading the cursor key from {}", path.display()))?;
+                Some(text.trim().as_bytes().to_vec())
+            }
+            (None, None) => None,
+        };
+        if cursor_secret.as_ref().is_some_and(|k| k.len() < 16) {
+            bail!("the cursor key must be at least 16 bytes long");
+        }
         let allowed_hosts = if args.allowed_hosts.iter().any(|h| h.trim() == "*") {
             None
         } else {
@@ -136,8 +188,14 @@ impl Config {
                 max_result_bytes: args.max_result_bytes,
                 default_timeout_ms: args.default_timeout_ms.min(args.max_timeout_ms),
                 max_timeout_ms: args.max_timeout_ms,
+                max_batch_queries: args.max_batch_queries.max(1),
+                batch_concurrency: args.batch_concurrency.max(1),
+                max_transaction_statements: args.max_transaction_statements.max(1),
+                max_bulk_rows: args.max_bulk_rows.max(1),
             },
             connect_timeout: Duration::from_millis(args.worker_connect_timeout_ms),
+            cursor_secret,
+            cursor_ttl: Duration::from_secs(args.cursor_ttl_s.max(1)),
         })
     }
 }

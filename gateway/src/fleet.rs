@@ -120,6 +120,79 @@ impl Fleet {
         futures::future::join_all(probes).await
     }
 
+    /// Makes one unary call on some worker. `retry` says whether a call that
+    /// failed because its worker was unreachable may go to the next worker
+    /// (reads) or not (writes: whether it reached the worker is unknown).
+    /// `call` gets a client and the time left, and sends the request.
+    pub async fn unary<T, F, Fut>(
+        &self,
+        retry: Retry,
+        deadline: Duration,
+        call: F,
+    ) -> Result<T, GatewayError>
+    where
+        F: Fn(WorkerClient<Channel>, Duration) -> Fut,
+        Fut: std::future::Future<Output = Result<tonic::Response<T>, tonic::Status>>,
+    {
+        let started = tokio::time::Instant::now();
+        let mut tried = Vec::new();
+        let mut last_err = None;
+        for worker in self.candidates() {
+            let remaining = deadline.saturating_sub(started.elapsed());
+            if remaining.is_zero() {
+                break;
+            }
+            match tokio::time::timeout(remaining, call(worker.client.clone(), remaining)).await {
+                Ok(Ok(resp)) => return Ok(resp.into_inner()),
+                Ok(Err(status)) => {
+                    let err = GatewayError::from(status);
+                    let unreachable =
+                        err.kind() == ErrorKind::Unavailable && err.0.sqlstate.is_empty();
+                    if !unreachable {
+                        return Err(err);
+                    }
+                    if retry == Retry::Never {
+                        let mut err = err;
+                        err.0.message = format!(
+                            "worker {} could not be reached ({}); the write may or may not have been applied, \
+                             so it was not retried — check before sending it again",
+                            worker.url, err.0.message
+                        );
+                        err.0.retry_safe = false;
+                        return Err(err);
+                    }
+                    tracing::warn!(worker = %worker.url, error = %err, "worker unavailable; trying the next one");
+                    tried.push(worker.url.clone());
+                    last_err = Some(err);
+                }
+                Err(_) => {
+                    return Err(GatewayError::new(
+                        ErrorKind::Timeout,
+                        format!(
+                            "no answer from worker {} within {} ms",
+                            worker.url,
+                            deadline.as_millis()
+                        ),
+                    ));
+                }
+            }
+        }
+        let mut err = last_err.unwrap_or_else(|| {
+            GatewayError::new(
+                ErrorKind::Timeout,
+                "the deadline passed before any worker could be tried",
+            )
+        });
+        if err.kind() == ErrorKind::Unavailable && !tried.is_empty() {
+            err.0.message = format!(
+                "no worker could be reached (tried {}): {}",
+                tried.join(", "),
+                err.0.message
+            );
+        }
+        Err(err)
+    }
+
     /// Runs a read-only query on some worker and collects its result.
     /// `deadline` bounds the whole call, including waiting for a connection.
     pub async fn query(
@@ -170,6 +243,15 @@ impl Fleet {
         }
         Err(err)
     }
+}
+
+/// Whether a call may be retried on another worker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Retry {
+    /// Reads: retried on the next worker when one is unreachable.
+    OnUnreachable,
+    /// Writes: never retried.
+    Never,
 }
 
 enum Attempt {

@@ -3,10 +3,11 @@
 //! call to a worker. It holds no SQL of its own and no database credentials.
 //!
 //! Map: [`config`] (flags), [`server`] (the MCP handler), [`tools`] (one file
-//! per tool), [`fleet`] (workers and routing), [`errors`] (one error type and
+//! per tool), [`cursor`] (signed pagination cursors), [`fleet`] (workers and routing), [`errors`] (one error type and
 //! its explanations), [`render`] (text for the model), [`http`] (HTTP routes).
 
 pub mod config;
+pub mod cursor;
 pub mod errors;
 pub mod fleet;
 pub mod http;
@@ -24,7 +25,19 @@ pub use server::PgMcp;
 /// Builds the MCP service for `config`.
 pub fn service(config: &Config) -> Result<PgMcp> {
     let fleet = fleet::Fleet::new(&config.workers, config.connect_timeout)?;
-    Ok(PgMcp::new(fleet, config.limits.clone()))
+    let cursors = match &config.cursor_secret {
+        Some(key) => cursor::CursorKey::new(key.clone(), config.cursor_ttl),
+        None => {
+            if !config.stdio {
+                tracing::warn!(
+                    "no --cursor-secret given: pagination cursors will only work on this gateway; \
+                     give all gateways of a fleet the same key"
+                );
+            }
+            cursor::CursorKey::random(config.cursor_ttl)
+        }
+    };
+    Ok(PgMcp::new(fleet, config.limits.clone(), cursors))
 }
 
 /// Runs a gateway with `args` until SIGINT or SIGTERM (or, with `--stdio`,

@@ -8,12 +8,14 @@ use rmcp::model::{Implementation, ServerCapabilities, ServerConfig};
 use rmcp::{ServerHandler, tool_handler};
 
 use crate::config::Limits;
+use crate::cursor::CursorKey;
 use crate::fleet::Fleet;
 
 /// State shared by every request.
 pub struct Shared {
     pub fleet: Fleet,
     pub limits: Limits,
+    pub cursors: CursorKey,
     tools: ToolRouter<PgMcp>,
 }
 
@@ -24,12 +26,18 @@ pub struct PgMcp {
 }
 
 impl PgMcp {
-    pub fn new(fleet: Fleet, limits: Limits) -> Self {
+    pub fn new(fleet: Fleet, limits: Limits, cursors: CursorKey) -> Self {
         PgMcp {
             shared: Arc::new(Shared {
                 fleet,
                 limits,
-                tools: Self::query_router(),
+                cursors,
+                tools: Self::query_router()
+                    + Self::execute_router()
+                    + Self::transaction_router()
+                    + Self::batch_query_router()
+                    + Self::explain_router()
+                    + Self::bulk_insert_router(),
             }),
         }
     }

@@ -23,14 +23,20 @@ async fn tools_list_describes_query() -> anyhow::Result<()> {
         .find(|t| t.name == "query")
         .ok_or_else(|| anyhow::anyhow!("no query tool: {tools:?}"))?;
     let schema = serde_json::Value::Object((*query.input_schema).clone());
-    assert_eq!(schema["properties"]["sql"]["type"], "string", "{schema}");
     assert!(
-        schema["required"]
+        schema["properties"]["sql"]["type"]
             .as_array()
-            .is_some_and(|r| r.contains(&json!("sql"))),
+            .is_some_and(|t| t.contains(&json!("string"))),
         "{schema}"
     );
-    for p in ["params", "max_rows", "timeout_ms", "database"] {
+    for p in [
+        "params",
+        "max_rows",
+        "page_size",
+        "cursor",
+        "timeout_ms",
+        "database",
+    ] {
         assert!(
             schema["properties"].get(p).is_some(),
             "missing {p} in {schema}"
@@ -41,6 +47,30 @@ async fn tools_list_describes_query() -> anyhow::Result<()> {
         .as_ref()
         .ok_or_else(|| anyhow::anyhow!("no annotations"))?;
     assert_eq!(ann.read_only_hint, Some(true));
+    // Every tool: annotations, an output schema, a description for a model.
+    for tool in &tools {
+        let ann = tool
+            .annotations
+            .as_ref()
+            .ok_or_else(|| anyhow::anyhow!("{} has no annotations", tool.name))?;
+        assert_eq!(ann.open_world_hint, Some(false), "{}", tool.name);
+        assert!(
+            ann.read_only_hint.is_some() && ann.destructive_hint.is_some(),
+            "{}",
+            tool.name
+        );
+        assert!(ann.idempotent_hint.is_some(), "{}", tool.name);
+        assert!(
+            tool.output_schema.is_some(),
+            "{} has no output schema",
+            tool.name
+        );
+        assert!(
+            tool.description.as_ref().is_some_and(|d| d.len() > 80),
+            "{}",
+            tool.name
+        );
+    }
     Ok(())
 }
 
@@ -299,7 +329,8 @@ async fn max_rows_truncation_is_explicit() -> anyhow::Result<()> {
     assert_eq!(s["rows"].as_array().map(Vec::len), Some(10));
     assert_eq!(s["truncated"], true);
     assert_eq!(s["truncation"]["reason"], "max_rows");
-    assert!(text(&res).contains("Result truncated"), "{}", text(&res));
+    assert!(text(&res).contains("more rows exist"), "{}", text(&res));
+    assert!(s["next_cursor"].is_string(), "{s}");
 
     // The default cap applies too, and exactly max_rows rows is not truncated.
     let res = stack.query(json!({"sql": "SELECT n FROM many"})).await?;

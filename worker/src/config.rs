@@ -112,6 +112,14 @@ pub struct Args {
     #[arg(long, env = "PGMCP_MAX_PARAMS", default_value_t = 1_000)]
     pub max_params: usize,
 
+    /// Most statements in one `transaction` call.
+    #[arg(long, env = "PGMCP_MAX_TRANSACTION_STATEMENTS", default_value_t = 100)]
+    pub max_transaction_statements: usize,
+
+    /// Most rows in one `bulk_insert` call.
+    #[arg(long, env = "PGMCP_MAX_BULK_ROWS", default_value_t = 1_000_000)]
+    pub max_bulk_rows: usize,
+
     /// Log format: `text` (human-readable) or `json`.
     #[arg(long, env = "PGMCP_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
@@ -189,6 +197,8 @@ pub struct Limits {
     pub max_bytes: u64,
     pub max_sql_bytes: usize,
     pub max_params: usize,
+    pub max_transaction_statements: usize,
+    pub max_bulk_rows: usize,
 }
 
 /// The validated worker configuration.
@@ -296,6 +306,8 @@ impl Config {
                 max_bytes: args.max_bytes,
                 max_sql_bytes: args.max_sql_bytes,
                 max_params: args.max_params,
+                max_transaction_statements: args.max_transaction_statements,
+                max_bulk_rows: args.max_bulk_rows,
             },
         })
     }

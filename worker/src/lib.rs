@@ -2,20 +2,27 @@
 //!
 //! Map: [`config`] (flags → [`config::Config`]), [`targets`] (one pool per
 //! database), [`service`] (the gRPC service), [`session`] (a call's
-//! transaction on its connection), [`query`] (streaming one statement), [`params`] (binding), [`decode`] (values → JSON),
+//! transaction on its connection), [`statement`] (prepare, bind, encode,
+//! collect one statement), [`params`] (binding), [`decode`] (values → JSON),
 //! [`catalog`] (type names), [`error`] (failures → the contract's error),
-//! [`server`] (assembly).
+//! [`server`] (assembly). One module per RPC: [`query`] (streaming reads),
+//! [`execute`], [`transaction`], [`explain`], [`bulk_insert`].
 
+pub mod bulk_insert;
 pub mod catalog;
 pub mod config;
 pub mod decode;
 pub mod error;
+pub mod execute;
+pub mod explain;
 pub mod params;
 pub mod query;
 pub mod server;
 pub mod service;
 pub mod session;
+pub mod statement;
 pub mod targets;
+pub mod transaction;
 
 use anyhow::{Context, Result};
 

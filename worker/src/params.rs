@@ -229,7 +229,7 @@ fn float_text(f: f64) -> String {
 
 /// A JSON array as a PostgreSQL array literal: `[1,[2,null],"a\"b"]` →
 /// `{1,{2,NULL},"a\"b"}`.
-fn array_literal(v: &serde_json::Value) -> String {
+pub(crate) fn array_literal(v: &serde_json::Value) -> String {
     fn push(out: &mut String, v: &serde_json::Value) {
         match v {
             serde_json::Value::Array(items) => {

@@ -14,20 +14,18 @@ use std::time::Duration;
 use futures::StreamExt;
 use pgmcp_proto::error::ErrorKind;
 use pgmcp_proto::v1::{
-    Column, Columns, QueryRequest, QueryResponse, RowBatch, Summary, TruncationReason,
-    query_response::Part,
+    Columns, QueryRequest, QueryResponse, RowBatch, Summary, TruncationReason, query_response::Part,
 };
+use sqlx::AssertSqlSafe;
 use sqlx::PgConnection;
-use sqlx::postgres::{PgColumn, PgTypeInfo};
-use sqlx::{AssertSqlSafe, Column as _, Either, Executor, Row, SqlSafeStr, Statement, ValueRef};
 use tokio::sync::mpsc;
 use tonic::Status;
 
 use crate::config::Limits;
-use crate::decode::{self, Outcome};
+
 use crate::error::WorkerError;
-use crate::params::{self, Bound};
 use crate::session::{Access, Session};
+use crate::statement;
 use crate::targets::Target;
 
 /// Rows are sent in batches of at most this many rows …
@@ -49,20 +47,37 @@ impl Effective {
     /// Applies defaults and caps to what the request asked for.
     /// `deadline` is what remains of the gRPC deadline, if one was sent.
     pub fn new(req: &QueryRequest, limits: &Limits, deadline: Option<Duration>) -> Self {
+        Self::from_parts(
+            req.max_rows,
+            req.max_bytes,
+            req.timeout_ms,
+            limits,
+            deadline,
+        )
+    }
+
+    /// Applies defaults and caps to the limits a call asked for (0 = default).
+    pub fn from_parts(
+        max_rows: u64,
+        max_bytes: u64,
+        timeout_ms: u32,
+        limits: &Limits,
+        deadline: Option<Duration>,
+    ) -> Self {
         let pick = |asked: u64, default: u64, max: u64| {
             if asked == 0 { default } else { asked.min(max) }
         };
-        let mut timeout_ms = if req.timeout_ms == 0 {
+        let mut timeout_ms = if timeout_ms == 0 {
             limits.default_timeout_ms
         } else {
-            req.timeout_ms.min(limits.max_timeout_ms)
+            timeout_ms.min(limits.max_timeout_ms)
         };
         if let Some(d) = deadline {
             timeout_ms = timeout_ms.min(u32::try_from(d.as_millis()).unwrap_or(u32::MAX).max(1));
         }
         Effective {
-            max_rows: pick(req.max_rows, limits.default_max_rows, limits.max_rows),
-            max_bytes: pick(req.max_bytes, limits.default_max_bytes, limits.max_bytes),
+            max_rows: pick(max_rows, limits.default_max_rows, limits.max_rows),
+            max_bytes: pick(max_bytes, limits.default_max_bytes, limits.max_bytes),
             timeout_ms,
         }
     }
@@ -70,30 +85,7 @@ impl Effective {
 
 /// Checks what can be checked before touching the database.
 pub fn validate(req: &QueryRequest, limits: &Limits) -> Result<(), WorkerError> {
-    if req.sql.trim().is_empty() {
-        return Err(WorkerError::invalid("the SQL statement is empty"));
-    }
-    if req.sql.len() > limits.max_sql_bytes {
-        return Err(WorkerError::new(
-            ErrorKind::InvalidRequest,
-            format!(
-                "the SQL statement is {} bytes, over this worker's limit of {} bytes (max_sql_bytes)",
-                req.sql.len(),
-                limits.max_sql_bytes
-            ),
-        ));
-    }
-    if req.params.len() > limits.max_params {
-        return Err(WorkerError::new(
-            ErrorKind::InvalidRequest,
-            format!(
-                "{} params given, over this worker's limit of {} (max_params)",
-                req.params.len(),
-                limits.max_params
-            ),
-        ));
-    }
-    Ok(())
+    statement::check(&req.sql, &req.params, limits)
 }
 
 /// Runs the query and sends its result to `tx`. Errors are sent too.
@@ -141,27 +133,10 @@ async fn stream_rows(
     eff: Effective,
     tx: &Sender,
 ) -> Result<Option<Cut>, WorkerError> {
-    let stmt = (&mut *conn)
-        .prepare_with(AssertSqlSafe(req.sql.clone()).into_sql_str(), &[])
-        .await
-        .map_err(one_statement_hint)?;
-    let param_types: Vec<PgTypeInfo> = match stmt.parameters() {
-        Some(Either::Left(types)) => types.to_vec(),
-        _ => Vec::new(),
-    };
-    let columns: Vec<PgColumn> = stmt.columns().to_vec();
-    let types: Vec<PgTypeInfo> = columns.iter().map(|c| c.type_info().clone()).collect();
-    let names = target.type_names.names(conn, &types).await?;
+    let prepared = statement::prepare(target, conn, &req.sql, &req.params).await?;
+    let types = prepared.types.clone();
     let header = Columns {
-        columns: columns
-            .iter()
-            .zip(names)
-            .map(|(c, type_name)| Column {
-                name: c.name().to_string(),
-                type_name,
-                type_oid: c.type_info().oid().map_or(0, |o| o.0),
-            })
-            .collect(),
+        columns: prepared.columns.clone(),
     };
     if tx
         .send(Ok(QueryResponse {
@@ -173,9 +148,9 @@ async fn stream_rows(
         return Ok(Some(Cut::CallerGone));
     }
 
-    let args = params::bind(conn, &req.params, &param_types).await?;
-
-    let mut rows = sqlx::query_with(AssertSqlSafe(req.sql.clone()), args).fetch(&mut *conn);
+    let mut rows =
+        sqlx::query_with(AssertSqlSafe(req.sql.clone()), prepared.args).fetch(&mut *conn);
+    let mut skip = req.skip_rows;
     let mut batch = RowBatch::default();
     let mut batch_bytes = 0usize;
     let mut summary = Summary {
@@ -192,11 +167,15 @@ async fn stream_rows(
         };
         let Some(row) = next else { break };
         let row = row?;
+        if skip > 0 {
+            skip -= 1;
+            continue;
+        }
         if summary.row_count >= eff.max_rows {
             cut = Some(Cut::Truncated(TruncationReason::MaxRows));
             break;
         }
-        let json = encode_row(target, &row, &types).await?;
+        let json = statement::encode_row(target, &row, &types).await?;
         if summary.bytes + json.len() as u64 > eff.max_bytes {
             cut = Some(Cut::Truncated(TruncationReason::MaxBytes));
             break;
@@ -241,81 +220,4 @@ async fn stream_rows(
         }))
         .await;
     Ok(cut)
-}
-
-/// Encodes one row as a JSON array.
-async fn encode_row(
-    target: &Target,
-    row: &sqlx::postgres::PgRow,
-    types: &[PgTypeInfo],
-) -> Result<Vec<u8>, WorkerError> {
-    let mut out = Vec::with_capacity(16 * types.len() + 2);
-    out.push(b'[');
-    for (i, ty) in types.iter().enumerate() {
-        if i > 0 {
-            out.push(b',');
-        }
-        let raw = row.try_get_raw(i)?;
-        let bytes = if raw.is_null() {
-            None
-        } else {
-            Some(raw.as_bytes().map_err(|e| {
-                WorkerError::new(ErrorKind::Internal, format!("cannot read column {i}: {e}"))
-            })?)
-        };
-        if decode::write_value(&mut out, ty, bytes) == Outcome::NeedsText {
-            let text = text_form(target, ty, bytes.unwrap_or_default()).await?;
-            decode::write_json_string(&mut out, &text);
-        }
-    }
-    out.push(b']');
-    Ok(out)
-}
-
-/// The PostgreSQL text form of a binary value, computed by the server
-/// (`SELECT $1::text` runs the type's output function). Used for types
-/// the decoder does not know, such as those of extensions. Runs on the
-/// target's side connection, since the call holds its pooled one.
-///
-/// The statement is prepared once per type and kept (its SQL names the
-/// OID, so each type gets its own statement): an unnamed statement would
-/// be lost when the driver looks up an unknown type between Parse and Bind.
-async fn text_form(target: &Target, ty: &PgTypeInfo, bytes: &[u8]) -> Result<String, WorkerError> {
-    let oid = ty.oid().map_or(0, |o| o.0);
-    let sql = format!("SELECT $1::text /* pgmcp text form of type {oid} */");
-    let row = sqlx::query(AssertSqlSafe(sql))
-        .bind(Bound::new(ty.clone(), Some(bytes.to_vec())))
-        .fetch_one(&target.side)
-        .await
-        .map_err(|e| {
-            let mut err = WorkerError::from(e);
-            if oid == RECORD_OID {
-                err.0.message = format!(
-                    "cannot decode an anonymous record (ROW(…)) holding a value of a user-defined type ({}); \
-                     cast the value to text, or to a named composite type",
-                    err.0.message
-                );
-                err.0.hint.clear();
-            }
-            err
-        })?;
-    Ok(row.try_get::<String, _>(0)?)
-}
-
-/// OID of the anonymous `record` type.
-const RECORD_OID: u32 = 2249;
-
-/// Several statements in one call fail at Parse; say what to do.
-fn one_statement_hint(err: sqlx::Error) -> WorkerError {
-    let mut err = WorkerError::from(err);
-    if err
-        .0
-        .message
-        .contains("cannot insert multiple commands into a prepared statement")
-    {
-        err.0.message =
-            "only one SQL statement per call is allowed; send each statement in its own call"
-                .into();
-    }
-    err
 }

@@ -6,14 +6,20 @@ use std::time::Duration;
 
 use futures::Stream;
 use pgmcp_proto::v1::worker_server::Worker;
-use pgmcp_proto::v1::{InfoRequest, InfoResponse, QueryRequest, QueryResponse};
+use pgmcp_proto::v1::{
+    BulkInsertRequest, BulkInsertResponse, ExecuteRequest, ExecuteResponse, ExplainRequest,
+    ExplainResponse, InfoRequest, InfoResponse, QueryRequest, QueryResponse, TransactionRequest,
+    TransactionResponse,
+};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
 use crate::config::Limits;
+use crate::error::WorkerError;
 use crate::query::{self, Effective};
-use crate::targets::Targets;
+use crate::targets::{Target, Targets};
+use crate::{bulk_insert, execute, explain, statement, transaction};
 
 /// Shared state of the service.
 pub struct WorkerService {
@@ -28,6 +34,27 @@ impl WorkerService {
             name,
             targets,
             limits,
+        }
+    }
+
+    fn target(&self, database: &str) -> Result<Arc<Target>, Status> {
+        self.targets
+            .get(database)
+            .cloned()
+            .map_err(|e| e.into_status())
+    }
+}
+
+/// Sends a unary call's outcome, tagging errors with the target's name.
+fn respond<T>(target: &Target, outcome: Result<T, WorkerError>) -> Result<Response<T>, Status> {
+    match outcome {
+        Ok(v) => Ok(Response::new(v)),
+        Err(err) => {
+            let err = err.for_database(&target.name);
+            if err.kind() == pgmcp_proto::error::ErrorKind::Internal {
+                tracing::error!(target = %target.name, error = %err, "call failed");
+            }
+            Err(err.into_status())
         }
     }
 }
@@ -61,6 +88,115 @@ impl Worker for WorkerService {
         tokio::spawn(query::run(target, req, eff, tx));
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
+
+    async fn execute(
+        &self,
+        req: Request<ExecuteRequest>,
+    ) -> Result<Response<ExecuteResponse>, Status> {
+        let deadline = grpc_timeout(req.metadata());
+        let req = req.into_inner();
+        let target = self.target(&req.database)?;
+        let stmt = req.statement.clone().unwrap_or_default();
+        if let Err(e) = statement::check(&stmt.sql, &stmt.params, &self.limits) {
+            return respond(&target, Err(e));
+        }
+        let eff = Effective::from_parts(
+            req.max_rows,
+            req.max_bytes,
+            req.timeout_ms,
+            &self.limits,
+            deadline,
+        );
+        // Writes run to completion in their own task: a caller that goes
+        // away does not cut a statement off between its effect and COMMIT.
+        let task = tokio::spawn(execute::run(target.clone(), req, eff));
+        respond(&target, joined(task.await))
+    }
+
+    async fn transaction(
+        &self,
+        req: Request<TransactionRequest>,
+    ) -> Result<Response<TransactionResponse>, Status> {
+        let deadline = grpc_timeout(req.metadata());
+        let req = req.into_inner();
+        let target = self.target(&req.database)?;
+        let max = self.limits.max_transaction_statements;
+        if req.statements.is_empty() {
+            return respond(
+                &target,
+                Err(WorkerError::invalid("the transaction has no statements")),
+            );
+        }
+        if req.statements.len() > max {
+            return respond(
+                &target,
+                Err(WorkerError::invalid(format!(
+                    "{} statements given, over this worker's limit of {max} per transaction (max_transaction_statements)",
+                    req.statements.len()
+                ))),
+            );
+        }
+        for (i, s) in req.statements.iter().enumerate() {
+            if let Err(mut e) = statement::check(&s.sql, &s.params, &self.limits) {
+                e.0.statement_index = u32::try_from(i + 1).unwrap_or(u32::MAX);
+                e.0.message = format!("statement {}: {}", i + 1, e.0.message);
+                return respond(&target, Err(e));
+            }
+        }
+        let eff = Effective::from_parts(
+            req.max_rows,
+            req.max_bytes,
+            req.timeout_ms,
+            &self.limits,
+            deadline,
+        );
+        let task = tokio::spawn(transaction::run(target.clone(), req, eff));
+        respond(&target, joined(task.await))
+    }
+
+    async fn explain(
+        &self,
+        req: Request<ExplainRequest>,
+    ) -> Result<Response<ExplainResponse>, Status> {
+        let deadline = grpc_timeout(req.metadata());
+        let req = req.into_inner();
+        let target = self.target(&req.database)?;
+        let stmt = req.statement.clone().unwrap_or_default();
+        if let Err(e) = statement::check(&stmt.sql, &stmt.params, &self.limits) {
+            return respond(&target, Err(e));
+        }
+        let eff = Effective::from_parts(0, 0, req.timeout_ms, &self.limits, deadline);
+        let task = tokio::spawn(explain::run(target.clone(), req, eff));
+        respond(&target, joined(task.await))
+    }
+
+    async fn bulk_insert(
+        &self,
+        req: Request<BulkInsertRequest>,
+    ) -> Result<Response<BulkInsertResponse>, Status> {
+        let deadline = grpc_timeout(req.metadata());
+        let req = req.into_inner();
+        let target = self.target(&req.database)?;
+        let eff = Effective::from_parts(0, 0, req.timeout_ms, &self.limits, deadline);
+        let task = tokio::spawn(bulk_insert::run(
+            target.clone(),
+            req,
+            eff,
+            self.limits.max_bulk_rows,
+        ));
+        respond(&target, joined(task.await))
+    }
+}
+
+/// The outcome of a spawned call; a panicked task is an internal error.
+fn joined<T>(r: Result<Result<T, WorkerError>, tokio::task::JoinError>) -> Result<T, WorkerError> {
+    r.unwrap_or_else(|e| {
+        tracing::error!(error = %e, "call task failed");
+        Err(WorkerError::new(
+            pgmcp_proto::error::ErrorKind::Internal,
+            "internal error in the worker; see its logs",
+        ))
+    })
 }
 
 /// The deadline the client sent in `grpc-timeout` (`<digits><unit>`).
