@@ -71,18 +71,7 @@ impl GatewayError {
             ErrorKind::UndefinedObject => "Check the spelling and schema of the name; mixed-case names need double quotes. \
                  Look up what exists with: SELECT table_schema, table_name FROM information_schema.tables, \
                  or information_schema.columns for a table's columns.".to_string(),
-            ErrorKind::ConstraintViolation => {
-                let mut s = String::from("The data violates a constraint");
-                if !e.constraint_name.is_empty() {
-                    s.push_str(&format!(" (`{}`", e.constraint_name));
-                    if !e.table_name.is_empty() {
-                        s.push_str(&format!(" on `{}`", e.table_name));
-                    }
-                    s.push(')');
-                }
-                s.push_str("; nothing was changed. Adjust the values and try again.");
-                s
-            }
+            ErrorKind::ConstraintViolation => constraint_next_step(e),
             ErrorKind::PermissionDenied => "The database role pgmcp uses lacks this privilege. Query objects it can read, \
                  or ask a database administrator to GRANT access.".to_string(),
             ErrorKind::ReadOnly => "This call runs in a read-only transaction, so it cannot change data or schema; \
@@ -147,6 +136,47 @@ impl From<tonic::Status> for GatewayError {
     fn from(status: tonic::Status) -> Self {
         GatewayError(Box::new(Error::from_status(&status)))
     }
+}
+
+/// What to do about a constraint violation, by SQLSTATE.
+fn constraint_next_step(e: &Error) -> String {
+    let on = match (e.constraint_name.is_empty(), e.table_name.is_empty()) {
+        (false, false) => format!(
+            " (constraint `{}` on `{}`)",
+            e.constraint_name, e.table_name
+        ),
+        (false, true) => format!(" (constraint `{}`)", e.constraint_name),
+        _ => String::new(),
+    };
+    let what = match e.sqlstate.as_str() {
+        "23505" => format!(
+            "A row with the same key already exists{on}. Use a different value, update the existing row instead, \
+             or use INSERT … ON CONFLICT to decide what happens on duplicates."
+        ),
+        "23503" => format!(
+            "A foreign key does not match{on}: either the referenced row does not exist, or other rows still \
+             reference the row being changed or deleted. Insert the referenced row first, or change/delete the \
+             referencing rows first."
+        ),
+        "23502" => {
+            let col = if e.column_name.is_empty() {
+                "a column".to_string()
+            } else {
+                format!("column `{}`", e.column_name)
+            };
+            format!(
+                "{col} cannot be NULL. Provide a value for it (or rely on its default by leaving it out of the column list)."
+            )
+        }
+        "23514" => format!(
+            "A value fails a CHECK constraint{on}. Look at the constraint's condition and adjust the value."
+        ),
+        "23P01" => format!(
+            "The row overlaps an existing one under an exclusion constraint{on}. Choose values that do not conflict."
+        ),
+        _ => format!("The data violates a constraint{on}."),
+    };
+    format!("{what} Nothing was changed: the failing statement was rolled back.")
 }
 
 /// Stable snake_case name of a kind.

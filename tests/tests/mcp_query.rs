@@ -191,7 +191,7 @@ async fn errors_are_explained_by_category() -> anyhow::Result<()> {
         (
             "SELECT (-1)::positive_int",
             "constraint_violation",
-            &["violates check constraint", "23514", "nothing was changed"],
+            &["violates check constraint", "23514", "Nothing was changed"],
         ),
         ("SELECT 1/0", "data", &["division by zero", "22012"]),
         ("SELECT 'x' + 1", "data", &["22P02"]),

@@ -65,6 +65,42 @@ async fn execute_writes_and_returns_rows() -> anyhow::Result<()> {
         .column("app", "SELECT qty::text FROM items WHERE id = 1")
         .await?;
     assert_eq!(qty, vec![Some("11".to_string())]);
+    // Each kind of constraint gets its own next step.
+    stack
+        .pg
+        .exec(
+            "app",
+            "CREATE TABLE orders (id int PRIMARY KEY, item int NOT NULL REFERENCES items(id))",
+        )
+        .await?;
+    for (sql, needles) in [
+        (
+            "INSERT INTO items VALUES (1, 'again', 1)",
+            ["23505", "already exists", "ON CONFLICT"],
+        ),
+        (
+            "INSERT INTO orders VALUES (1, 99)",
+            ["23503", "referenced row", "orders_item_fkey"],
+        ),
+        (
+            "INSERT INTO orders VALUES (2, NULL)",
+            ["23502", "column `item` cannot be NULL", "Provide a value"],
+        ),
+    ] {
+        let res = mcp::call_tool(c, "execute", json!({"sql": sql})).await?;
+        assert_eq!(
+            structured(&res)["error"]["kind"],
+            "constraint_violation",
+            "{sql}"
+        );
+        for n in needles {
+            assert!(
+                text(&res).contains(n),
+                "{sql}: `{n}` missing from {}",
+                text(&res)
+            );
+        }
+    }
     // One statement per call.
     let res = mcp::call_tool(
         c,

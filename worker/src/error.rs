@@ -176,5 +176,8 @@ mod tests {
         );
         assert_eq!(kind_for_sqlstate("22P02", ""), ErrorKind::Data);
         assert_eq!(kind_for_sqlstate("XX000", ""), ErrorKind::Database);
+        assert_eq!(kind_for_sqlstate("40001", ""), ErrorKind::Conflict);
+        assert_eq!(kind_for_sqlstate("40P01", ""), ErrorKind::Conflict);
+        assert_eq!(kind_for_sqlstate("57P01", ""), ErrorKind::Connection);
     }
 }
