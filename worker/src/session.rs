@@ -1,11 +1,19 @@
 //! The life of one call on one pooled connection.
 //!
 //! [`Session::begin`] takes a connection from the target's pool and opens the
-//! call's transaction with its access mode and timeout; exactly one of the
+//! call's transaction with its access mode and timeouts; exactly one of the
 //! ending methods gives the connection back. A connection returns to the pool
-//! only after a clean end of its transaction; whenever that is in doubt (rows
-//! left unread, a lost connection, a failed ROLLBACK) the backend is
-//! cancelled and the connection closed instead.
+//! only after a clean end of its transaction and with no session state left
+//! behind; whenever that is in doubt (rows left unread, a lost connection, a
+//! failed ROLLBACK, state that cannot be reset) the backend is cancelled and
+//! the connection closed instead.
+//!
+//! Session state that survives a ROLLBACK is reset or detected here:
+//! session-level advisory locks are released, and SQL-level prepared
+//! statements (`PREPARE`, which cannot be removed without also removing the
+//! driver's own) get the connection discarded. After a COMMIT everything a
+//! committed statement may have left is reset (`DISCARD ALL` less the
+//! driver's prepared statements).
 
 use std::time::Duration;
 
@@ -25,15 +33,36 @@ pub enum Access {
     ReadWrite,
 }
 
+/// The virtual transaction id of the current transaction: unique per
+/// transaction, so a changed value means the caller's SQL ended ours.
+const VXID: &str = "(SELECT virtualtransaction FROM pg_catalog.pg_locks \
+                    WHERE pid = pg_catalog.pg_backend_pid() AND locktype = 'virtualxid')";
+
+/// After ROLLBACK: release session-level advisory locks (they survive a
+/// rollback) and report SQL-level prepared statements (they survive too).
+const AFTER_ROLLBACK: &str = "ROLLBACK; SELECT pg_catalog.pg_advisory_unlock_all(), \
+     EXISTS (SELECT 1 FROM pg_catalog.pg_prepared_statements WHERE from_sql)";
+
+/// COMMIT, then reset what committed statements may have left on the
+/// session: cursors, role, settings, LISTEN, advisory locks, temporary
+/// tables, sequence state. Equivalent to `DISCARD ALL` without
+/// `DEALLOCATE ALL`, which would drop the driver's prepared statements.
+const COMMIT_AND_RESET: &str = "COMMIT; CLOSE ALL; SET SESSION AUTHORIZATION DEFAULT; RESET ALL; \
+     UNLISTEN *; DISCARD TEMP; DISCARD SEQUENCES; SELECT pg_catalog.pg_advisory_unlock_all(), \
+     EXISTS (SELECT 1 FROM pg_catalog.pg_prepared_statements WHERE from_sql)";
+
 /// A call's connection with its transaction open.
 pub struct Session {
     conn: PoolConnection<Postgres>,
     /// Backend process id, for cancelling from another connection.
     pid: i32,
+    /// Virtual transaction id of the call's transaction.
+    vxid: String,
 }
 
 impl Session {
-    /// Acquires a connection and opens the transaction (one round trip).
+    /// Acquires a connection and opens the transaction with its statement
+    /// and lock timeouts (one round trip).
     pub async fn begin(
         target: &Target,
         access: Access,
@@ -46,19 +75,22 @@ impl Session {
         };
         // Only numbers and fixed words are spliced here.
         let begin = format!(
-            "BEGIN {mode}; SET LOCAL statement_timeout = {timeout_ms}; SELECT pg_backend_pid()"
+            "BEGIN {mode}; SET LOCAL statement_timeout = {timeout_ms}; SET LOCAL lock_timeout = {timeout_ms}; \
+             SELECT pg_catalog.pg_backend_pid(), {VXID}"
         );
-        let pid: i32 = match sqlx::raw_sql(AssertSqlSafe(begin))
+        let row = match sqlx::raw_sql(AssertSqlSafe(begin))
             .fetch_one(&mut *conn)
             .await
         {
-            Ok(row) => row.try_get(0)?,
+            Ok(row) => row,
             Err(e) => {
                 drop(conn.detach());
                 return Err(e.into());
             }
         };
-        Ok(Session { conn, pid })
+        let pid: i32 = row.try_get(0)?;
+        let vxid: String = row.try_get(1)?;
+        Ok(Session { conn, pid, vxid })
     }
 
     /// The connection, for running the call's statements.
@@ -71,21 +103,60 @@ impl Session {
         self.pid
     }
 
+    /// Checks that the call's transaction is still the open one: a caller's
+    /// statement such as COMMIT, ROLLBACK or END would have ended it, and
+    /// whatever ran next would run outside the call's access mode.
+    pub async fn still_ours(&mut self) -> Result<(), WorkerError> {
+        let row = sqlx::raw_sql(AssertSqlSafe(format!("SELECT {VXID}")))
+            .fetch_one(&mut *self.conn)
+            .await?;
+        let now: Option<String> = row.try_get(0)?;
+        if now.as_deref() == Some(self.vxid.as_str()) {
+            return Ok(());
+        }
+        Err(WorkerError::invalid(
+            "a statement ended the call's transaction (COMMIT, ROLLBACK, END and the like are not allowed: \
+             each call runs in a transaction of its own); nothing after it was run",
+        ))
+    }
+
     /// Ends a call that is complete or failed with a statement error:
-    /// rolls back and returns the connection to the pool.
+    /// rolls back, releases advisory locks, and returns the connection to the
+    /// pool unless it carries state that cannot be reset.
     pub async fn rollback(mut self, target: &Target) {
-        if let Err(e) = sqlx::raw_sql("ROLLBACK").execute(&mut *self.conn).await {
-            tracing::warn!(target = %target.name, error = %e, "ROLLBACK failed; discarding the connection");
-            drop(self.conn.detach());
+        match sqlx::raw_sql(AFTER_ROLLBACK)
+            .fetch_one(&mut *self.conn)
+            .await
+        {
+            Ok(row) if row.try_get::<bool, _>(1).ok() == Some(false) => {}
+            Ok(_) => {
+                tracing::debug!(target = %target.name, "SQL-level prepared statements left behind; discarding the connection");
+                drop(self.conn.detach());
+            }
+            Err(e) => {
+                tracing::warn!(target = %target.name, error = %e, "ROLLBACK failed; discarding the connection");
+                drop(self.conn.detach());
+            }
         }
     }
 
-    /// Commits. On failure nothing was committed; the error says why.
+    /// Commits and resets the session. On failure nothing was committed; the
+    /// error says why.
     pub async fn commit(mut self, target: &Target) -> Result<(), WorkerError> {
-        match sqlx::raw_sql("COMMIT").execute(&mut *self.conn).await {
-            Ok(_) => Ok(()),
+        match sqlx::raw_sql(COMMIT_AND_RESET)
+            .fetch_one(&mut *self.conn)
+            .await
+        {
+            Ok(row) => {
+                if row.try_get::<bool, _>(1).ok() != Some(false) {
+                    drop(self.conn.detach());
+                }
+                Ok(())
+            }
             Err(e) => {
                 let err = WorkerError::from(e);
+                // The COMMIT itself failed (e.g. a deferred constraint): the
+                // transaction is gone; a clean connection goes back to the pool.
                 if err.kind() == ErrorKind::Connection {
                     drop(self.conn.detach());
                 } else {
@@ -100,7 +171,7 @@ impl Session {
     /// left unread: cancels the backend from the side connection and closes
     /// the connection instead of draining it.
     pub async fn abandon(self, target: &Target) {
-        let cancel = sqlx::query("SELECT pg_cancel_backend($1)").bind(self.pid);
+        let cancel = sqlx::query("SELECT pg_catalog.pg_cancel_backend($1)").bind(self.pid);
         match tokio::time::timeout(Duration::from_secs(2), cancel.execute(&target.side)).await {
             Ok(Ok(_)) => {}
             Ok(Err(e)) => {
