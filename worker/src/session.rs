@@ -58,6 +58,9 @@ pub struct Session {
     pid: i32,
     /// Virtual transaction id of the call's transaction.
     vxid: String,
+    /// Set when the caller's SQL ended the call's transaction: whatever it
+    /// committed may have changed the session, so the connection is closed.
+    tainted: bool,
 }
 
 impl Session {
@@ -90,7 +93,12 @@ impl Session {
         };
         let pid: i32 = row.try_get(0)?;
         let vxid: String = row.try_get(1)?;
-        Ok(Session { conn, pid, vxid })
+        Ok(Session {
+            conn,
+            pid,
+            vxid,
+            tainted: false,
+        })
     }
 
     /// The connection, for running the call's statements.
@@ -114,6 +122,7 @@ impl Session {
         if now.as_deref() == Some(self.vxid.as_str()) {
             return Ok(());
         }
+        self.tainted = true;
         Err(WorkerError::invalid(
             "a statement ended the call's transaction (COMMIT, ROLLBACK, END and the like are not allowed: \
              each call runs in a transaction of its own); nothing after it was run",
@@ -124,6 +133,10 @@ impl Session {
     /// rolls back, releases advisory locks, and returns the connection to the
     /// pool unless it carries state that cannot be reset.
     pub async fn rollback(mut self, target: &Target) {
+        if self.tainted {
+            drop(self.conn.detach());
+            return;
+        }
         match sqlx::raw_sql(AFTER_ROLLBACK)
             .fetch_one(&mut *self.conn)
             .await
@@ -143,6 +156,12 @@ impl Session {
     /// Commits and resets the session. On failure nothing was committed; the
     /// error says why.
     pub async fn commit(mut self, target: &Target) -> Result<(), WorkerError> {
+        if self.tainted {
+            drop(self.conn.detach());
+            return Err(WorkerError::invalid(
+                "the call's transaction was ended by its own SQL",
+            ));
+        }
         match sqlx::raw_sql(COMMIT_AND_RESET)
             .fetch_one(&mut *self.conn)
             .await

@@ -31,6 +31,12 @@ pub fn check(sql: &str, params: &[Param], limits: &Limits) -> Result<(), WorkerE
             limits.max_sql_bytes
         )));
     }
+    if let Some(word) = transaction_control(sql) {
+        return Err(WorkerError::invalid(format!(
+            "{word} is not allowed: each call runs in a transaction of its own, which pgmcp begins and ends; \
+             to run several statements atomically, use the `transaction` tool"
+        )));
+    }
     if params.len() > limits.max_params {
         return Err(WorkerError::invalid(format!(
             "{} params given, over this worker's limit of {} (max_params)",
@@ -39,6 +45,73 @@ pub fn check(sql: &str, params: &[Param], limits: &Limits) -> Result<(), WorkerE
         )));
     }
     Ok(())
+}
+
+/// The transaction-control command `sql` starts with, if any. This only
+/// gives an early, clear message; the database enforces the transaction
+/// boundaries (see `Session::still_ours`).
+pub fn transaction_control(sql: &str) -> Option<String> {
+    let mut words = leading_words(sql, 2);
+    let first = words.first()?.to_ascii_uppercase();
+    let second = words
+        .get(1)
+        .map(|w| w.to_ascii_uppercase())
+        .unwrap_or_default();
+    let hit = match first.as_str() {
+        "BEGIN" | "START" | "COMMIT" | "END" | "ROLLBACK" | "ABORT" | "SAVEPOINT" | "RELEASE" => {
+            true
+        }
+        "PREPARE" => second == "TRANSACTION",
+        _ => false,
+    };
+    hit.then(|| {
+        words.truncate(if first == "PREPARE" { 2 } else { 1 });
+        words.join(" ").to_ascii_uppercase()
+    })
+}
+
+/// The first `n` words of `sql`, skipping whitespace and comments
+/// (`-- …` and nested `/* … */`).
+fn leading_words(sql: &str, n: usize) -> Vec<String> {
+    let b = sql.as_bytes();
+    let mut i = 0;
+    let mut words = Vec::new();
+    while i < b.len() && words.len() < n {
+        match b[i] {
+            c if c.is_ascii_whitespace() => i += 1,
+            b'-' if b.get(i + 1) == Some(&b'-') => {
+                while i < b.len() && b[i] != b'\n' {
+                    i += 1;
+                }
+            }
+            b'/' if b.get(i + 1) == Some(&b'*') => {
+                let mut depth = 0usize;
+                while i < b.len() {
+                    if b[i] == b'/' && b.get(i + 1) == Some(&b'*') {
+                        depth += 1;
+                        i += 2;
+                    } else if b[i] == b'*' && b.get(i + 1) == Some(&b'/') {
+                        depth -= 1;
+                        i += 2;
+                        if depth == 0 {
+                            break;
+                        }
+                    } else {
+                        i += 1;
+                    }
+                }
+            }
+            c if c.is_ascii_alphabetic() => {
+                let start = i;
+                while i < b.len() && (b[i].is_ascii_alphanumeric() || b[i] == b'_') {
+                    i += 1;
+                }
+                words.push(sql[start..i].to_string());
+            }
+            _ => break,
+        }
+    }
+    words
 }
 
 /// Refuses writes on a target that is not in read-write mode.
@@ -221,4 +294,36 @@ fn one_statement_hint(err: sqlx::Error) -> WorkerError {
                 .into();
     }
     err
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn transaction_control_is_recognised() {
+        for (sql, word) in [
+            ("COMMIT", "COMMIT"),
+            ("  commit;", "COMMIT"),
+            (
+                "/* a /* nested */ comment */ -- x\n rollback to savepoint a",
+                "ROLLBACK",
+            ),
+            ("begin isolation level serializable", "BEGIN"),
+            ("START TRANSACTION", "START"),
+            ("end", "END"),
+            ("prepare transaction 'x'", "PREPARE TRANSACTION"),
+        ] {
+            assert_eq!(transaction_control(sql).as_deref(), Some(word), "{sql}");
+        }
+        for sql in [
+            "SELECT 1",
+            "PREPARE p AS SELECT 1",
+            "with commit as (select 1) select * from commit",
+            "",
+            "-- only",
+        ] {
+            assert_eq!(transaction_control(sql), None, "{sql}");
+        }
+    }
 }
