@@ -28,6 +28,11 @@ impl Manifests {
     /// Renders the kustomization at `deploy/kubernetes/<path>` with the
     /// pinned kubectl (installed on first use by `deploy/validate`). Blocking.
     pub fn render(path: &str) -> Result<Self> {
+        Self::render_all(&[path])?.pop().context("nothing rendered")
+    }
+
+    /// Renders several kustomizations (one run of `deploy/validate`). Blocking.
+    pub fn render_all(paths: &[&str]) -> Result<Vec<Self>> {
         let dir = tempfile::tempdir()?;
         let script = workspace_root().join("deploy/validate");
         let output = Command::new(&script)
@@ -42,10 +47,15 @@ impl Manifests {
                 String::from_utf8_lossy(&output.stderr)
             );
         }
-        let file = dir.path().join(format!("{}.yaml", path.replace('/', "_")));
-        let text = std::fs::read_to_string(&file)
-            .with_context(|| format!("no rendering of deploy/kubernetes/{path}"))?;
-        Self::parse(path, &text)
+        paths
+            .iter()
+            .map(|path| {
+                let file = dir.path().join(format!("{}.yaml", path.replace('/', "_")));
+                let text = std::fs::read_to_string(&file)
+                    .with_context(|| format!("no rendering of deploy/kubernetes/{path}"))?;
+                Self::parse(path, &text)
+            })
+            .collect()
     }
 
     /// Parses multi-document YAML as rendered by `kubectl kustomize`.

@@ -145,6 +145,72 @@ async fn dev_overlay_database_is_the_demo_of_pgmcp_up() -> Result<()> {
     Ok(())
 }
 
+/// Every pod of every kustomization: startup, liveness and readiness probes,
+/// a preStop hook inside its grace period, an image by explicit tag, and the
+/// security context of the `restricted` Pod Security Standard.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_pod_is_probed_drained_pinned_and_restricted() -> Result<()> {
+    let all = tokio::task::spawn_blocking(|| {
+        Manifests::render_all(&[
+            "base",
+            "overlays/dev",
+            "overlays/production",
+            "overlays/shared-fleet",
+        ])
+    })
+    .await??;
+    for m in &all {
+        let path = &m.path;
+        let containers = m.containers();
+        ensure!(!containers.is_empty(), "{path} renders no workload");
+        for c in containers {
+            let id = format!("{path}: {} container {}", c.workload_id(), c.name());
+            for probe in ["startupProbe", "livenessProbe", "readinessProbe"] {
+                ensure!(!c.spec[probe].is_null(), "{id} has no {probe}");
+            }
+            let pre_stop = &c.spec["lifecycle"]["preStop"];
+            ensure!(!pre_stop.is_null(), "{id} has no preStop hook");
+            ensure!(
+                c.pre_stop_sleep().unwrap_or(0) < c.termination_grace_seconds(),
+                "{id}: the preStop sleep uses up the whole grace period"
+            );
+            let image = c.image();
+            let tag = image.rsplit_once(':').map(|(_, t)| t).unwrap_or("");
+            ensure!(
+                !tag.is_empty() && !tag.contains('/') && tag != "latest",
+                "{id}: image {image} has no explicit tag"
+            );
+            let pod = &c.pod_spec()["securityContext"];
+            let sc = &c.spec["securityContext"];
+            ensure!(
+                pod["runAsNonRoot"] == true && sc["runAsNonRoot"] == true,
+                "{id} may run as root"
+            );
+            ensure!(
+                sc["readOnlyRootFilesystem"] == true,
+                "{id}: writable root filesystem"
+            );
+            ensure!(
+                sc["allowPrivilegeEscalation"] == false,
+                "{id}: privilege escalation allowed"
+            );
+            ensure!(
+                sc["capabilities"]["drop"] == serde_json::json!(["ALL"]),
+                "{id} keeps capabilities"
+            );
+            ensure!(
+                pod["seccompProfile"]["type"] == "RuntimeDefault",
+                "{id}: no RuntimeDefault seccomp profile"
+            );
+            ensure!(
+                c.pod_spec()["automountServiceAccountToken"] == false,
+                "{id} mounts a ServiceAccount token"
+            );
+        }
+    }
+    Ok(())
+}
+
 /// What one kustomization ran.
 struct Ran {
     gateways: usize,
