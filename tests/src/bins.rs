@@ -49,7 +49,18 @@ fn build() -> Result<PathBuf> {
     } else {
         profile
     };
-    let status = Command::new(cargo)
+    let mut command = Command::new(cargo);
+    // Cargo sets these for the running test; build scripts that watch them
+    // (ring's do) would otherwise see a changed environment and rebuild
+    // everything that depends on them.
+    for (key, _) in std::env::vars_os() {
+        if let Some(key) = key.to_str()
+            && is_test_only_cargo_var(key)
+        {
+            command.env_remove(key);
+        }
+    }
+    let status = command
         .args([
             "build",
             "--quiet",
@@ -68,4 +79,17 @@ fn build() -> Result<PathBuf> {
         bail!("cargo build --bins failed ({status})");
     }
     Ok(profile_dir)
+}
+
+/// Variables cargo sets for a test binary (not for cargo itself).
+fn is_test_only_cargo_var(key: &str) -> bool {
+    [
+        "CARGO_PKG_",
+        "CARGO_MANIFEST_",
+        "CARGO_CRATE_",
+        "CARGO_BIN_",
+    ]
+    .iter()
+    .any(|prefix| key.starts_with(prefix))
+        || matches!(key, "CARGO_PRIMARY_PACKAGE" | "CARGO_TARGET_TMPDIR")
 }

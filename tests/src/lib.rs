@@ -6,6 +6,7 @@
 
 pub mod bins;
 pub mod gateway;
+pub mod kube;
 pub mod mcp;
 pub mod pg;
 pub mod stack;

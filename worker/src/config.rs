@@ -19,6 +19,16 @@ pub struct Args {
     #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
     pub database_url: Option<String>,
 
+    /// File holding the database URL (e.g. a mounted Kubernetes Secret), read
+    /// at start-up instead of --database-url; surrounding whitespace is ignored.
+    #[arg(
+        long,
+        env = "DATABASE_URL_FILE",
+        value_name = "PATH",
+        conflicts_with = "database_url"
+    )]
+    pub database_url_file: Option<std::path::PathBuf>,
+
     /// Another database target, as NAME=URL. Repeat for several targets.
     #[arg(
         long = "database",
@@ -214,7 +224,12 @@ pub struct Config {
 impl Config {
     pub fn from_args(args: &Args) -> Result<Self> {
         let mut targets = Vec::new();
-        if let Some(url) = &args.database_url {
+        let file_url = args
+            .database_url_file
+            .as_deref()
+            .map(read_url_file)
+            .transpose()?;
+        if let Some(url) = args.database_url.as_ref().or(file_url.as_ref()) {
             targets.push(TargetConfig {
                 name: default_target_name(url)?,
                 url: url.clone(),
@@ -236,7 +251,8 @@ impl Config {
         }
         if targets.is_empty() {
             bail!(
-                "no database configured: pass --database-url URL (or set DATABASE_URL), or --database NAME=URL"
+                "no database configured: pass --database-url URL (or set DATABASE_URL), \
+                 --database-url-file PATH (or set DATABASE_URL_FILE), or --database NAME=URL"
             );
         }
         for (i, t) in targets.iter().enumerate() {
@@ -311,6 +327,33 @@ impl Config {
             },
         })
     }
+}
+
+/// Reads a database URL from `path` (`--database-url-file`). The file's
+/// content never appears in an error: it holds a password.
+fn read_url_file(path: &std::path::Path) -> Result<String> {
+    let content = std::fs::read_to_string(path).with_context(|| {
+        format!(
+            "cannot read the database URL from --database-url-file {}",
+            path.display()
+        )
+    })?;
+    let url = content.trim();
+    if url.is_empty() {
+        bail!(
+            "--database-url-file {} is empty: it must hold one URL such as postgres://user:password@host:5432/dbname",
+            path.display()
+        );
+    }
+    let valid = url::Url::parse(url)
+        .is_ok_and(|u| matches!(u.scheme(), "postgres" | "postgresql") && u.has_host());
+    if !valid {
+        bail!(
+            "--database-url-file {} does not hold a URL such as postgres://user:password@host:5432/dbname",
+            path.display()
+        );
+    }
+    Ok(url.to_string())
 }
 
 fn default_instance_name() -> String {
@@ -408,5 +451,94 @@ mod tests {
             default_target_name("postgres://u@h:1/shop").ok().as_deref(),
             Some("shop")
         );
+    }
+
+    #[derive(clap::Parser)]
+    struct Cli {
+        #[command(flatten)]
+        args: Args,
+    }
+
+    /// Flags parsed as the binary would, with the database chosen explicitly
+    /// (whatever DATABASE_URL the environment running the tests may hold).
+    fn args_with_url_file(path: &std::path::Path) -> anyhow::Result<Args> {
+        use clap::Parser;
+        let mut args = Cli::try_parse_from(["pgmcp-worker"])?.args;
+        args.database_url = None;
+        args.databases.clear();
+        args.modes.clear();
+        args.database_url_file = Some(path.to_path_buf());
+        Ok(args)
+    }
+
+    struct TempFile(std::path::PathBuf);
+
+    impl TempFile {
+        fn new(tag: &str, content: &str) -> anyhow::Result<Self> {
+            let path = std::env::temp_dir()
+                .join(format!("pgmcp-worker-config-{tag}-{}", std::process::id()));
+            std::fs::write(&path, content)?;
+            Ok(TempFile(path))
+        }
+    }
+
+    impl Drop for TempFile {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_file(&self.0);
+        }
+    }
+
+    #[test]
+    fn reads_the_database_url_from_a_file() -> anyhow::Result<()> {
+        let file = TempFile::new("ok", "postgres://u:secret@db.internal:5432/shop\n")?;
+        let config = Config::from_args(&args_with_url_file(&file.0)?)?;
+        assert_eq!(config.targets.len(), 1);
+        assert_eq!(config.targets[0].name, "shop");
+        assert_eq!(
+            config.targets[0].url,
+            "postgres://u:secret@db.internal:5432/shop"
+        );
+        assert!(!format!("{config:?}").contains("secret"));
+        Ok(())
+    }
+
+    #[test]
+    fn a_bad_database_url_file_is_explained_without_its_content() -> anyhow::Result<()> {
+        let missing = std::env::temp_dir().join("pgmcp-worker-config-no-such-file");
+        let err = Config::from_args(&args_with_url_file(&missing)?)
+            .err()
+            .context("a missing file was accepted")?;
+        let msg = format!("{err:#}");
+        assert!(msg.contains("cannot read the database URL"), "{msg}");
+        assert!(msg.contains("pgmcp-worker-config-no-such-file"), "{msg}");
+
+        let empty = TempFile::new("empty", " \n")?;
+        let err = Config::from_args(&args_with_url_file(&empty.0)?)
+            .err()
+            .context("an empty file was accepted")?;
+        assert!(format!("{err:#}").contains("is empty"), "{err:#}");
+
+        // Only a password in the file, by mistake: the error must not print it.
+        let garbage = TempFile::new("garbage", "hunter2-secret\n")?;
+        let err = Config::from_args(&args_with_url_file(&garbage.0)?)
+            .err()
+            .context("a file without a URL was accepted")?;
+        let msg = format!("{err:#}");
+        assert!(msg.contains("does not hold a URL"), "{msg}");
+        assert!(!msg.contains("hunter2"), "{msg}");
+        Ok(())
+    }
+
+    #[test]
+    fn database_url_and_database_url_file_exclude_each_other() {
+        use clap::Parser;
+        let parsed = Cli::try_parse_from([
+            "pgmcp-worker",
+            "--database-url",
+            "postgres://u@h/db",
+            "--database-url-file",
+            "/run/secrets/url",
+        ]);
+        assert!(parsed.is_err());
     }
 }

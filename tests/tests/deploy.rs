@@ -1,0 +1,784 @@
+//! The Kubernetes manifests (deploy/kubernetes/) and the binaries kept in
+//! step. Every pgmcp container of every kustomization is started on loopback
+//! as the kubelet would start it: its command and args, its environment from
+//! literals, ConfigMaps, Secrets and the downward API, its Secret files and
+//! its ports. Each must pass its own startup, liveness and readiness probes
+//! (gateway `/healthz` and `/readyz`, worker gRPC health); gateways must
+//! reach the workers through the Service URL they are given, accept the Host
+//! names they are reached by (Service DNS names, Ingress hosts) and refuse
+//! others; every process must stop cleanly on SIGTERM within the grace period
+//! left after its preStop sleep, and that grace period must cover the longest
+//! call the container's configuration allows.
+//!
+//! The only substitutions: listen addresses `0.0.0.0:P` become
+//! `127.0.0.1:<free port>` (P must be a declared containerPort); a URL whose
+//! host names a rendered Service leads to the loopback port of the container
+//! that Service selects; the database URL (from the Secret) becomes a
+//! throwaway cluster; mount paths become a temporary directory; the pod name
+//! is made up; telemetry endpoints point at a closed loopback port.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+use std::process::{ExitStatus, Stdio};
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail, ensure};
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use pgmcp_tests::Pg;
+use pgmcp_tests::kube::{Container, EnvValue, Manifests, Probe};
+use tokio::process::{Child, Command};
+use tokio::time::{Instant, sleep, timeout};
+
+/// The image every pgmcp container must run: the workspace's version.
+const IMAGE: &str = concat!("ghcr.io/pgmcp/pgmcp:", env!("CARGO_PKG_VERSION"));
+const IMAGE_REPOSITORY: &str = "ghcr.io/pgmcp/pgmcp";
+/// How long a container may take to pass its probes.
+const READY_TIMEOUT: Duration = Duration::from_secs(60);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn base_runs_as_written() -> Result<()> {
+    runs_as_written("base").await.map(|_| ())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dev_overlay_runs_as_written() -> Result<()> {
+    runs_as_written("overlays/dev").await.map(|_| ())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn production_overlay_runs_as_written() -> Result<()> {
+    runs_as_written("overlays/production").await.map(|_| ())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shared_fleet_overlay_runs_as_written() -> Result<()> {
+    let fleet = runs_as_written("overlays/shared-fleet").await?;
+    ensure!(
+        fleet.gateways >= 2 && fleet.workers == 1,
+        "shared-fleet: expected two gateway Deployments sharing one worker Deployment, got {} gateways and {} workers",
+        fleet.gateways,
+        fleet.workers
+    );
+    Ok(())
+}
+
+/// The dev overlay's PostgreSQL holds the demo database of `pgmcp up`, and
+/// the workers' Secret reaches it with the demo role's credentials.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dev_overlay_database_is_the_demo_of_pgmcp_up() -> Result<()> {
+    let m = tokio::task::spawn_blocking(|| Manifests::render("overlays/dev")).await??;
+    let demo_sql = include_str!("../../cli/src/demo.sql");
+
+    let postgres = m
+        .containers()
+        .into_iter()
+        .find(|c| c.workload["kind"] == "StatefulSet" && c.name() == "postgres")
+        .context("the dev overlay has no postgres StatefulSet")?;
+    let files = postgres.files(&m)?;
+    let init: BTreeMap<&str, &str> = files
+        .iter()
+        .filter_map(|f| {
+            let name = f.path.strip_prefix("/docker-entrypoint-initdb.d/")?;
+            Some((name, f.content.as_deref()?))
+        })
+        .collect();
+    ensure!(
+        init.get("10-demo.sql") == Some(&demo_sql),
+        "deploy/kubernetes/overlays/dev/initdb/10-demo.sql differs from cli/src/demo.sql: copy it again"
+    );
+    let password_script = init
+        .get("20-demo-password.sh")
+        .context("no 20-demo-password.sh among the init scripts")?;
+
+    // The URL the workers get.
+    let worker = m
+        .containers()
+        .into_iter()
+        .find(|c| c.command().first().map(String::as_str) == Some("pgmcp-worker"))
+        .context("no worker")?;
+    let url_file = match worker.env(&m)?.get("DATABASE_URL_FILE") {
+        Some(EnvValue::Literal(path)) => path.clone(),
+        other => bail!("the worker's DATABASE_URL_FILE is {other:?}"),
+    };
+    let url = worker
+        .files(&m)?
+        .into_iter()
+        .find(|f| f.path == url_file)
+        .and_then(|f| f.content)
+        .context("the dev worker's database URL file is not rendered")?;
+    let rest = url
+        .strip_prefix("postgres://")
+        .context("the URL is not postgres://")?;
+    let (creds, rest) = rest.split_once('@').context("no credentials in the URL")?;
+    let (user, password) = creds.split_once(':').context("no password in the URL")?;
+    let (authority, rest) = rest.split_once('/').context("no database in the URL")?;
+    let database = rest.split('?').next().unwrap_or(rest);
+    let (host, port) = authority.split_once(':').context("no port in the URL")?;
+
+    ensure!(
+        demo_sql.contains(&format!("CREATE ROLE {user} LOGIN")),
+        "the URL's user {user} is not the role demo.sql creates"
+    );
+    let env = postgres.env(&m)?;
+    ensure!(
+        env.get("POSTGRES_DB") == Some(&EnvValue::Literal(database.to_string())),
+        "POSTGRES_DB is not the URL's database {database}"
+    );
+    let (_, target, target_port) = m
+        .service_target(host, port.parse()?, worker.namespace())?
+        .with_context(|| format!("the URL's host {host}:{port} names no Service"))?;
+    ensure!(
+        target.name() == "postgres" && target_port == 5432,
+        "{host}:{port} does not lead to PostgreSQL"
+    );
+    // The password that 20-demo-password.sh gives the role is the URL's.
+    let password_file = files
+        .iter()
+        .find(|f| password_script.contains(&f.path))
+        .context("20-demo-password.sh reads no mounted file")?;
+    ensure!(
+        password_file.content.as_deref() == Some(password),
+        "the demo role's password ({}) differs from the one in the workers' URL",
+        password_file.origin
+    );
+    Ok(())
+}
+
+/// Every pod of every kustomization: startup, liveness and readiness probes,
+/// a preStop hook inside its grace period, an image by explicit tag, and the
+/// security context of the `restricted` Pod Security Standard.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_pod_is_probed_drained_pinned_and_restricted() -> Result<()> {
+    let all = tokio::task::spawn_blocking(|| {
+        Manifests::render_all(&[
+            "base",
+            "overlays/dev",
+            "overlays/production",
+            "overlays/shared-fleet",
+        ])
+    })
+    .await??;
+    for m in &all {
+        let path = &m.path;
+        let containers = m.containers();
+        ensure!(!containers.is_empty(), "{path} renders no workload");
+        for c in containers {
+            let id = format!("{path}: {} container {}", c.workload_id(), c.name());
+            for probe in ["startupProbe", "livenessProbe", "readinessProbe"] {
+                ensure!(!c.spec[probe].is_null(), "{id} has no {probe}");
+            }
+            let pre_stop = &c.spec["lifecycle"]["preStop"];
+            ensure!(!pre_stop.is_null(), "{id} has no preStop hook");
+            ensure!(
+                c.pre_stop_sleep().unwrap_or(0) < c.termination_grace_seconds(),
+                "{id}: the preStop sleep uses up the whole grace period"
+            );
+            let image = c.image();
+            let tag = image.rsplit_once(':').map(|(_, t)| t).unwrap_or("");
+            ensure!(
+                !tag.is_empty() && !tag.contains('/') && tag != "latest",
+                "{id}: image {image} has no explicit tag"
+            );
+            let pod = &c.pod_spec()["securityContext"];
+            let sc = &c.spec["securityContext"];
+            ensure!(
+                pod["runAsNonRoot"] == true && sc["runAsNonRoot"] == true,
+                "{id} may run as root"
+            );
+            ensure!(
+                sc["readOnlyRootFilesystem"] == true,
+                "{id}: writable root filesystem"
+            );
+            ensure!(
+                sc["allowPrivilegeEscalation"] == false,
+                "{id}: privilege escalation allowed"
+            );
+            ensure!(
+                sc["capabilities"]["drop"] == serde_json::json!(["ALL"]),
+                "{id} keeps capabilities"
+            );
+            ensure!(
+                pod["seccompProfile"]["type"] == "RuntimeDefault",
+                "{id}: no RuntimeDefault seccomp profile"
+            );
+            ensure!(
+                c.pod_spec()["automountServiceAccountToken"] == false,
+                "{id} mounts a ServiceAccount token"
+            );
+        }
+    }
+    Ok(())
+}
+
+/// What one kustomization ran.
+struct Ran {
+    gateways: usize,
+    workers: usize,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Role {
+    Worker,
+    Gateway,
+}
+
+/// A container made ready to run on loopback.
+struct Plan<'a> {
+    container: Container<'a>,
+    role: Role,
+    program: String,
+    argv: Vec<String>,
+    env: BTreeMap<String, String>,
+    /// Files to write: local path and content.
+    files: Vec<(PathBuf, String)>,
+    /// containerPort → loopback port.
+    ports: BTreeMap<u16, u16>,
+    _dir: tempfile::TempDir,
+}
+
+async fn runs_as_written(path: &'static str) -> Result<Ran> {
+    let m = tokio::task::spawn_blocking(move || Manifests::render(path)).await??;
+    let pg = tokio::task::spawn_blocking(Pg::start).await??;
+    let database_url = pg.url("postgres");
+
+    let containers: Vec<Container<'_>> = m
+        .containers()
+        .into_iter()
+        .filter(|c| c.image().starts_with(IMAGE_REPOSITORY))
+        .collect();
+    for c in &containers {
+        ensure!(
+            c.image() == IMAGE,
+            "{} runs {}, but the workspace builds {IMAGE}",
+            c.workload_id(),
+            c.image()
+        );
+    }
+
+    // Every declared port of every pgmcp container gets a loopback port.
+    let mut loopback: BTreeMap<(String, u16), u16> = BTreeMap::new();
+    for c in &containers {
+        for (_, port) in c.ports() {
+            loopback.insert((c.workload_id(), port), free_port()?);
+        }
+    }
+
+    let mut plans = Vec::new();
+    for c in &containers {
+        plans.push(plan(&m, *c, &loopback, &database_url)?);
+    }
+    let workers = plans.iter().filter(|p| p.role == Role::Worker).count();
+    let gateways = plans.iter().filter(|p| p.role == Role::Gateway).count();
+    ensure!(
+        workers >= 1 && gateways >= 1,
+        "{path}: expected gateways and workers, got {gateways} gateways and {workers} workers"
+    );
+
+    // Workers first: a gateway is ready only once a worker answers.
+    let mut running = Vec::new();
+    for role in [Role::Worker, Role::Gateway] {
+        for p in plans.iter().filter(|p| p.role == role) {
+            let mut child = spawn(p).await?;
+            wait_ready(p, &mut child).await?;
+            running.push((p, child));
+        }
+    }
+
+    for p in plans.iter().filter(|p| p.role == Role::Gateway) {
+        check_hosts(&m, p).await?;
+    }
+
+    // SIGTERM, gateways first, as a rollout would.
+    running.sort_by_key(|(p, _)| p.role == Role::Worker);
+    for (p, child) in &mut running {
+        stop(p, child).await?;
+    }
+    drop(pg);
+    Ok(Ran { gateways, workers })
+}
+
+/// Resolves a container's command, args, environment and files, and checks
+/// the settings that must agree with each other.
+fn plan<'a>(
+    m: &'a Manifests,
+    c: Container<'a>,
+    loopback: &BTreeMap<(String, u16), u16>,
+    database_url: &str,
+) -> Result<Plan<'a>> {
+    let id = c.workload_id();
+    let command = c.command();
+    let args = c.args();
+    let role = match command.first().map(String::as_str) {
+        Some("pgmcp-worker") => Role::Worker,
+        Some("pgmcp-gateway") => Role::Gateway,
+        Some("pgmcp") => match command.get(1).or(args.first()).map(String::as_str) {
+            Some("worker") => Role::Worker,
+            Some("gateway") => Role::Gateway,
+            other => bail!("{id}: `pgmcp {other:?}` is neither a worker nor a gateway"),
+        },
+        _ => bail!(
+            "{id} runs the pgmcp image with command {command:?}: set pgmcp-worker or pgmcp-gateway"
+        ),
+    };
+    let program = command[0].clone();
+    let dir = tempfile::tempdir()?;
+    let ports: BTreeMap<u16, u16> = c
+        .ports()
+        .into_iter()
+        .filter_map(|(_, port)| Some((port, *loopback.get(&(id.clone(), port))?)))
+        .collect();
+
+    let env = c.env(m)?;
+    let url_file = match env.get("DATABASE_URL_FILE") {
+        Some(EnvValue::Literal(path)) => Some(path.clone()),
+        Some(other) => bail!("{id}: DATABASE_URL_FILE comes from {other:?}; it should be a path"),
+        None => None,
+    };
+    // Files from Secret and ConfigMap volumes, under a local directory; the
+    // database URL file holds the throwaway cluster's URL.
+    let mut mounts: Vec<(String, PathBuf)> = Vec::new();
+    let mut files = Vec::new();
+    let template = Manifests::parse(
+        "base/database-secret.example.yaml",
+        include_str!("../../deploy/kubernetes/base/database-secret.example.yaml"),
+    )?;
+    for f in c.files(m)? {
+        let local = dir.path().join(f.path.trim_start_matches('/'));
+        let content = if url_file.as_deref() == Some(f.path.as_str()) {
+            // The operator's Secret (not rendered) must have the template's shape.
+            if f.content.is_none() {
+                let (object, key) = f
+                    .origin
+                    .strip_prefix("Secret/")
+                    .and_then(|o| o.split_once(' '))
+                    .context("the database URL file is not from a Secret")?;
+                let shaped = template
+                    .secret(object)?
+                    .is_some_and(|d| d.contains_key(key));
+                ensure!(
+                    shaped,
+                    "{id} reads its database URL from {}, but deploy/kubernetes/base/database-secret.example.yaml \
+                     does not define that Secret and key",
+                    f.origin
+                );
+            }
+            database_url.to_string()
+        } else {
+            f.content.clone().with_context(|| {
+                format!(
+                    "{id} mounts {} ({}), which is not rendered",
+                    f.path, f.origin
+                )
+            })?
+        };
+        if let Some(parent) = local.parent() {
+            mounts.push((
+                f.path
+                    .rsplit_once('/')
+                    .map(|(d, _)| d)
+                    .unwrap_or("")
+                    .to_string(),
+                parent.to_path_buf(),
+            ));
+        }
+        files.push((local, content));
+    }
+    if let Some(path) = &url_file {
+        ensure!(
+            c.files(m)?.iter().any(|f| &f.path == path),
+            "{id}: DATABASE_URL_FILE is {path}, which no volume provides"
+        );
+    }
+
+    let mut rewriter = Rewriter {
+        m,
+        container: c,
+        ports: &ports,
+        loopback,
+        mounts: &mounts,
+        used_ports: BTreeSet::new(),
+    };
+    let mut rewrite = |key: &str, value: &str| -> Result<String> {
+        let items: Result<Vec<String>> = value
+            .split(',')
+            .map(|item| rewriter.item(key, item))
+            .collect();
+        Ok(items?.join(","))
+    };
+
+    let mut resolved_env = BTreeMap::new();
+    for (key, value) in &env {
+        let value = match value {
+            EnvValue::Literal(v) => rewrite(key, v)?,
+            EnvValue::Secret { .. } if key == "DATABASE_URL" => database_url.to_string(),
+            EnvValue::Secret {
+                name,
+                key: k,
+                value,
+            } => {
+                let v = value.as_deref().with_context(|| {
+                    format!("{id}: {key} comes from Secret {name} key {k}, which is not rendered")
+                })?;
+                rewrite(key, v)?
+            }
+            EnvValue::Field(path) => match path.as_str() {
+                "metadata.name" => format!("{}-5d8f7c9b4-x2x7q", c.workload_name()),
+                "metadata.namespace" => c.namespace().to_string(),
+                "status.podIP" => "127.0.0.1".to_string(),
+                other => {
+                    bail!("{id}: {key} comes from fieldRef {other}, which this test does not know")
+                }
+            },
+        };
+        resolved_env.insert(key.clone(), value);
+    }
+    let mut argv = Vec::new();
+    for arg in command[1..].iter().chain(args.iter()) {
+        ensure!(
+            !arg.contains("$("),
+            "{id}: $(VAR) expansion in {arg} is not supported here"
+        );
+        argv.push(match arg.split_once('=') {
+            Some((flag, value)) if flag.starts_with("--") => {
+                format!("{flag}={}", rewrite(flag, value)?)
+            }
+            _ => rewrite("", arg)?,
+        });
+    }
+    let used_ports = rewriter.used_ports;
+    for (_, port) in c.ports() {
+        ensure!(
+            used_ports.contains(&port),
+            "{id} declares containerPort {port}, but its args and environment listen on {used_ports:?}"
+        );
+    }
+
+    // The grace period covers the preStop sleep and the longest call.
+    let pre_stop = c
+        .pre_stop_sleep()
+        .with_context(|| format!("{id} has no preStop sleep"))?;
+    let limit_var = match role {
+        Role::Gateway => "PGMCP_MAX_TIMEOUT_MS",
+        Role::Worker => "PGMCP_MAX_STATEMENT_TIMEOUT_MS",
+    };
+    let max_call_ms: u64 = resolved_env
+        .get(limit_var)
+        .with_context(|| {
+            format!("{id} does not set {limit_var}, which its grace period depends on")
+        })?
+        .parse()?;
+    let grace = c.termination_grace_seconds();
+    ensure!(
+        grace >= pre_stop + max_call_ms.div_ceil(1000),
+        "{id}: terminationGracePeriodSeconds {grace} < preStop {pre_stop} s + {limit_var} {max_call_ms} ms"
+    );
+
+    Ok(Plan {
+        container: c,
+        role,
+        program,
+        argv,
+        env: resolved_env,
+        files,
+        ports,
+        _dir: dir,
+    })
+}
+
+/// Rewrites values of one container's arguments and environment for loopback.
+struct Rewriter<'a, 'm> {
+    m: &'m Manifests,
+    container: Container<'m>,
+    /// containerPort → loopback port of this container.
+    ports: &'a BTreeMap<u16, u16>,
+    /// (workload, containerPort) → loopback port of every pgmcp container.
+    loopback: &'a BTreeMap<(String, u16), u16>,
+    /// Mount directory in the container → local directory.
+    mounts: &'a [(String, PathBuf)],
+    /// Container ports something listens on.
+    used_ports: BTreeSet<u16>,
+}
+
+impl Rewriter<'_, '_> {
+    /// One comma-separated item of the value of `key`.
+    fn item(&mut self, key: &str, item: &str) -> Result<String> {
+        let c = &self.container;
+        let id = c.workload_id();
+        // A listen address.
+        for any in ["0.0.0.0:", "[::]:"] {
+            if let Some(port) = item.strip_prefix(any) {
+                let port: u16 = port.parse()?;
+                let local = self.ports.get(&port).with_context(|| {
+                    format!("{id} listens on {item} ({key}), which is not a declared containerPort")
+                })?;
+                self.used_ports.insert(port);
+                return Ok(format!("127.0.0.1:{local}"));
+            }
+        }
+        // A URL: to a Service of these manifests, or to a telemetry collector.
+        if let Some((scheme, rest)) = item.split_once("://") {
+            let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+            if let Some((host, port)) = authority.rsplit_once(':')
+                && let Ok(port) = port.parse::<u16>()
+            {
+                if let Some((_, target, target_port)) =
+                    self.m.service_target(host, port, c.namespace())?
+                {
+                    let local = match self.loopback.get(&(target.workload_id(), target_port)) {
+                        Some(local) => *local,
+                        // A Service of something this test does not run (Jaeger).
+                        None => closed_port()?,
+                    };
+                    return Ok(format!("{scheme}://127.0.0.1:{local}{path}"));
+                }
+                if key.starts_with("OTEL_") {
+                    return Ok(format!("{scheme}://127.0.0.1:{}{path}", closed_port()?));
+                }
+            }
+            return Ok(item.to_string());
+        }
+        // A path into a mounted volume.
+        for (container_dir, local_dir) in self.mounts {
+            if let Some(rest) = item.strip_prefix(container_dir.as_str())
+                && (rest.is_empty() || rest.starts_with('/'))
+            {
+                return Ok(format!("{}{rest}", local_dir.display()));
+            }
+        }
+        Ok(item.to_string())
+    }
+}
+
+async fn spawn(p: &Plan<'_>) -> Result<Child> {
+    for (path, content) in &p.files {
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
+        std::fs::write(path, content)?;
+    }
+    let program = p.program.clone();
+    let exe = tokio::task::spawn_blocking(move || pgmcp_tests::bins::bin(&program)).await??;
+    Command::new(exe)
+        .args(&p.argv)
+        .env_clear()
+        .envs(&p.env)
+        .stdin(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .with_context(|| format!("starting {} of {}", p.program, p.container.workload_id()))
+}
+
+/// Waits until every probe of the container passes.
+async fn wait_ready(p: &Plan<'_>, child: &mut Child) -> Result<()> {
+    let id = p.container.workload_id();
+    let probes = p.container.probes()?;
+    ensure!(
+        probes.len() == 3,
+        "{id} should have startup, liveness and readiness probes, has {probes:?}"
+    );
+    let deadline = Instant::now() + READY_TIMEOUT;
+    let mut pending: Vec<(&str, Probe)> = probes;
+    loop {
+        let mut still = Vec::new();
+        let mut last = String::new();
+        for (kind, probe) in pending {
+            match probe_once(p, &probe).await {
+                Ok(()) => {}
+                Err(e) => {
+                    last = format!("{kind} {probe:?}: {e:#}");
+                    still.push((kind, probe));
+                }
+            }
+        }
+        if still.is_empty() {
+            return Ok(());
+        }
+        if let Some(status) = child.try_wait()? {
+            bail!(
+                "{id} ({} {:?}) exited with {status} before it was ready",
+                p.program,
+                p.argv
+            );
+        }
+        if Instant::now() > deadline {
+            bail!("{id} was not ready within {READY_TIMEOUT:?}: {last}");
+        }
+        pending = still;
+        sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn probe_once(p: &Plan<'_>, probe: &Probe) -> Result<()> {
+    match probe {
+        Probe::Http { path, port } => {
+            let local = local_port(p, *port)?;
+            let (status, body) = timeout(
+                Duration::from_secs(3),
+                pgmcp_tests::gateway::http_get(([127, 0, 0, 1], local).into(), path, "127.0.0.1"),
+            )
+            .await??;
+            ensure!((200..400).contains(&status), "HTTP {status}: {body}");
+            Ok(())
+        }
+        Probe::Grpc { port, service } => {
+            use tonic_health::pb::health_check_response::ServingStatus;
+            use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
+            let local = local_port(p, *port)?;
+            let channel =
+                tonic::transport::Endpoint::from_shared(format!("http://127.0.0.1:{local}"))?
+                    .connect_timeout(Duration::from_secs(1))
+                    .timeout(Duration::from_secs(2))
+                    .connect()
+                    .await?;
+            let status = HealthClient::new(channel)
+                .check(HealthCheckRequest {
+                    service: service.clone(),
+                })
+                .await?
+                .into_inner()
+                .status;
+            ensure!(
+                status == ServingStatus::Serving as i32,
+                "grpc.health.v1 `{service}` is {:?}",
+                ServingStatus::try_from(status)
+            );
+            Ok(())
+        }
+    }
+}
+
+fn local_port(p: &Plan<'_>, container_port: u16) -> Result<u16> {
+    p.ports.get(&container_port).copied().with_context(|| {
+        format!(
+            "{} probes port {container_port}, which it does not declare",
+            p.container.workload_id()
+        )
+    })
+}
+
+/// The gateway answers MCP for every name it is reached by: its Services'
+/// DNS names and the hosts of Ingresses in front of them; other hosts get 403.
+async fn check_hosts(m: &Manifests, p: &Plan<'_>) -> Result<()> {
+    let id = p.container.workload_id();
+    let labels = p.container.pod_labels();
+    let mut hosts = Vec::new();
+    for svc in m.of_kind("Service") {
+        let selector = svc["spec"]["selector"].as_object();
+        let selects = selector.is_some_and(|s| {
+            !s.is_empty()
+                && s.iter()
+                    .all(|(k, v)| labels.get(k).map(String::as_str) == v.as_str())
+        });
+        if !selects {
+            continue;
+        }
+        let name = svc["metadata"]["name"].as_str().unwrap_or("");
+        let ns = p.container.namespace();
+        for port in svc["spec"]["ports"].as_array().into_iter().flatten() {
+            let service_port = port["port"].as_u64().unwrap_or(0);
+            let suffix = if service_port == 80 {
+                String::new()
+            } else {
+                format!(":{service_port}")
+            };
+            for host in [
+                name.to_string(),
+                format!("{name}.{ns}"),
+                format!("{name}.{ns}.svc"),
+                format!("{name}.{ns}.svc.cluster.local"),
+            ] {
+                hosts.push((format!("{host}{suffix}"), "/mcp".to_string()));
+            }
+        }
+        for ingress in m.of_kind("Ingress") {
+            for rule in ingress["spec"]["rules"].as_array().into_iter().flatten() {
+                for path in rule["http"]["paths"].as_array().into_iter().flatten() {
+                    if path["backend"]["service"]["name"] == name {
+                        let host = rule["host"]
+                            .as_str()
+                            .context("an Ingress rule has no host")?;
+                        let route = path["path"].as_str().unwrap_or("/");
+                        hosts.push((host.to_string(), route.to_string()));
+                    }
+                }
+            }
+        }
+    }
+    ensure!(!hosts.is_empty(), "no Service selects {id}");
+    let http = *p.ports.values().next().context("the gateway has no port")?;
+    for (host, path) in &hosts {
+        let (status, body) = mcp_initialize(http, path, host).await?;
+        ensure!(
+            status == 200,
+            "{id} answered HTTP {status} to MCP at http://{host}{path}: keep PGMCP_ALLOWED_HOSTS in step \
+             with its Services and Ingresses ({body})"
+        );
+    }
+    let (status, _) = mcp_initialize(http, "/mcp", "rebinding.attacker.example").await?;
+    ensure!(
+        status == 403,
+        "{id} accepted a foreign Host header (HTTP {status})"
+    );
+    Ok(())
+}
+
+/// POSTs an MCP `initialize` with the given Host header; returns (status, body).
+async fn mcp_initialize(port: u16, path: &str, host: &str) -> Result<(u16, String)> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let body = r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"deploy-test","version":"0"}}}"#;
+    let request = format!(
+        "POST {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n\
+         Accept: application/json, text/event-stream\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let exchange = async {
+        let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
+        stream.write_all(request.as_bytes()).await?;
+        let mut buf = Vec::new();
+        stream.read_to_end(&mut buf).await?;
+        anyhow::Ok(String::from_utf8_lossy(&buf).to_string())
+    };
+    let text = timeout(Duration::from_secs(10), exchange)
+        .await
+        .context("no MCP answer within 10 s")??;
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .context("no HTTP status")?;
+    Ok((
+        status,
+        text.split_once("\r\n\r\n")
+            .map(|(_, b)| b.to_string())
+            .unwrap_or_default(),
+    ))
+}
+
+/// SIGTERM, then the process must exit successfully within the grace period
+/// left after its preStop sleep.
+async fn stop(p: &Plan<'_>, child: &mut Child) -> Result<()> {
+    let id = p.container.workload_id();
+    let pid = child.id().context("the process is gone")?;
+    kill(Pid::from_raw(i32::try_from(pid)?), Signal::SIGTERM)?;
+    let budget = p
+        .container
+        .termination_grace_seconds()
+        .saturating_sub(p.container.pre_stop_sleep().unwrap_or(0));
+    let status: ExitStatus = timeout(Duration::from_secs(budget), child.wait())
+        .await
+        .with_context(|| format!("{id} did not exit within {budget} s of SIGTERM"))??;
+    ensure!(status.success(), "{id} exited with {status} after SIGTERM");
+    Ok(())
+}
+
+fn free_port() -> Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+/// A loopback port nothing listens on (bound, then released).
+fn closed_port() -> Result<u16> {
+    free_port()
+}
