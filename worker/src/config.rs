@@ -112,6 +112,11 @@ pub struct Args {
     #[arg(long, env = "PGMCP_MAX_PARAMS", default_value_t = 1_000)]
     pub max_params: usize,
 
+    /// How long the cached catalog (schemas, tables, table descriptions)
+    /// stays fresh, in seconds; 0 reads the catalog on every call.
+    #[arg(long, env = "PGMCP_SCHEMA_CACHE_TTL_S", default_value_t = 60)]
+    pub schema_cache_ttl_s: u64,
+
     /// Log format: `text` (human-readable) or `json`.
     #[arg(long, env = "PGMCP_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
@@ -199,6 +204,8 @@ pub struct Config {
     pub targets: Vec<TargetConfig>,
     pub pool: PoolSettings,
     pub limits: Limits,
+    /// Lifetime of the schema cache's entries.
+    pub schema_cache_ttl: Duration,
 }
 
 impl Config {
@@ -297,6 +304,7 @@ impl Config {
                 max_sql_bytes: args.max_sql_bytes,
                 max_params: args.max_params,
             },
+            schema_cache_ttl: Duration::from_secs(args.schema_cache_ttl_s),
         })
     }
 }

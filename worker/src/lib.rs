@@ -4,17 +4,23 @@
 //! database), [`service`] (the gRPC service), [`session`] (a call's
 //! transaction on its connection), [`query`] (streaming one statement), [`params`] (binding), [`decode`] (values → JSON),
 //! [`catalog`] (type names), [`error`] (failures → the contract's error),
-//! [`server`] (assembly).
+//! [`server`] (assembly), [`schema_cache`] (the cached catalog),
+//! [`introspect`] (schemas, tables, table descriptions), [`names`] (SQL
+//! names as text), [`suggest`] (did-you-mean hints).
 
 pub mod catalog;
 pub mod config;
 pub mod decode;
 pub mod error;
+pub mod introspect;
+pub mod names;
 pub mod params;
 pub mod query;
+pub mod schema_cache;
 pub mod server;
 pub mod service;
 pub mod session;
+pub mod suggest;
 pub mod targets;
 
 use anyhow::{Context, Result};

@@ -12,6 +12,7 @@ use sqlx::{ConnectOptions, Row};
 use crate::catalog::TypeNames;
 use crate::config::{Config, Mode, PoolSettings, TargetConfig, redact_url};
 use crate::error::WorkerError;
+use crate::schema_cache::SchemaCache;
 
 /// One database target and its pool.
 pub struct Target {
@@ -27,6 +28,8 @@ pub struct Target {
     pub side: PgPool,
     /// Catalog names of the types seen in results.
     pub type_names: TypeNames,
+    /// Schemas, tables and table descriptions; see [`SchemaCache::invalidate`].
+    pub schema_cache: SchemaCache,
 }
 
 impl Target {
@@ -54,9 +57,9 @@ impl Targets {
     pub async fn connect(config: &Config) -> Result<Self> {
         let mut targets = Vec::with_capacity(config.targets.len());
         for t in &config.targets {
-            targets.push(Arc::new(
-                connect_target(t, &config.pool, &config.name).await?,
-            ));
+            let mut target = connect_target(t, &config.pool, &config.name).await?;
+            target.schema_cache = SchemaCache::new(config.schema_cache_ttl);
+            targets.push(Arc::new(target));
         }
         Ok(Targets { targets })
     }
@@ -178,6 +181,7 @@ async fn connect_target(t: &TargetConfig, pool: &PoolSettings, app_name: &str) -
         pool: pg_pool,
         side,
         type_names: TypeNames::default(),
+        schema_cache: SchemaCache::new(std::time::Duration::ZERO),
     })
 }
 
