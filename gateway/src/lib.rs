@@ -4,13 +4,21 @@
 //!
 //! Map: [`config`] (flags), [`server`] (the MCP handler), [`tools`] (one file
 //! per tool), [`fleet`] (workers and routing), [`errors`] (one error type and
-//! its explanations), [`render`] (text for the model), [`http`] (HTTP routes).
+//! its explanations), [`render`] (text for the model), [`http`] (HTTP routes),
+//! [`catalog`] (shapes of schemas, tables and table descriptions),
+//! [`resources`] (`schema://` resources), [`completions`] (argument
+//! completion), [`prompts`], [`listing_cursor`] (cursors of catalog listings).
 
+pub mod catalog;
+pub mod completions;
 pub mod config;
 pub mod errors;
 pub mod fleet;
 pub mod http;
+pub mod listing_cursor;
+pub mod prompts;
 pub mod render;
+pub mod resources;
 pub mod server;
 pub mod tools;
 

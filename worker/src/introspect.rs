@@ -74,7 +74,10 @@ pub async fn list_schemas(
             on_search_path: catalog.on_search_path(&s.name),
         })
         .collect();
-    Ok(ListSchemasResponse { schemas })
+    Ok(ListSchemasResponse {
+        schemas,
+        database: target.name.clone(),
+    })
 }
 
 pub async fn list_tables(
@@ -139,6 +142,7 @@ pub async fn list_tables(
         tables,
         total,
         has_more,
+        database: target.name.clone(),
     })
 }
 
@@ -162,5 +166,6 @@ pub async fn describe_table(
         .await?;
     Ok(DescribeTableResponse {
         table: Some((*d).clone()),
+        database: target.name.clone(),
     })
 }
