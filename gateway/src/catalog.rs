@@ -253,7 +253,7 @@ pub struct IndexOut {
     pub primary: bool,
     /// False for an index left invalid by a failed CREATE INDEX CONCURRENTLY.
     pub valid: bool,
-    /// Key columns (or expressions) in order.
+    /// Key columns (or expressions) in order; sort options such as DESC are in `definition`.
     pub columns: Vec<String>,
     pub size_bytes: i64,
 }
