@@ -718,7 +718,7 @@ async fn object_and_array_arguments_may_arrive_as_json_strings() -> Result<()> {
     let t = text(&res);
     assert!(t.contains("invalid arguments"), "{t}");
     assert!(
-        t.contains("kinds: array of one of \"table\", \"view\", \"materialized_view\""),
+        t.contains("kinds: array of \"table\" | \"view\" | \"materialized_view\""),
         "{t}"
     );
     let res = call(&stack, "describe_table", json!({"name": "users"})).await?;

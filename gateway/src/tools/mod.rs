@@ -154,7 +154,7 @@ fn shape_one(schema: &Value, root: &Value, depth: usize) -> String {
             .filter(|v| !v.is_null())
             .map(Value::to_string)
             .collect();
-        return format!("one of {}", values.join(", "));
+        return values.join(" | ");
     }
     if let Some(props) = schema.get("properties").and_then(Value::as_object) {
         let required: Vec<&str> = schema
