@@ -5,6 +5,7 @@
 //! undefined-column (42703) error, unless PostgreSQL gave a hint itself;
 //! [`hint`] phrases a suggestion for any list of candidate names.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::error::WorkerError;
@@ -64,24 +65,29 @@ fn phrase(names: &[String]) -> String {
 
 /// Adds the closest existing names to the hint of an undefined-table or
 /// undefined-column error that came from running `sql` on `target`. Reads
-/// the schema cache (and the catalog, when the cache is stale); gives up
-/// silently after a few seconds or on any failure, since the error itself
-/// is what matters.
-pub async fn did_you_mean(target: &Target, sql: &str, err: &mut WorkerError) {
-    let code = err.0.sqlstate.as_str();
-    if !matches!(code, "42P01" | "42703") || !err.0.hint.is_empty() {
+/// the schema cache (and the catalog, when the cache is stale) in a task of
+/// its own, so that a slow catalog never leaves a transaction half-done;
+/// gives up waiting after a few seconds or on any failure, since the error
+/// itself is what matters.
+pub async fn did_you_mean(target: &Arc<Target>, sql: &str, err: &mut WorkerError) {
+    let code = err.0.sqlstate.clone();
+    if !matches!(code.as_str(), "42P01" | "42703") || !err.0.hint.is_empty() {
         return;
     }
-    let work = async {
+    let (t, sql, message) = (target.clone(), sql.to_string(), err.0.message.clone());
+    let work = tokio::spawn(async move {
         if code == "42P01" {
-            missing_table(target, &err.0.message).await
+            missing_table(&t, &message).await
         } else {
-            missing_column(target, sql, &err.0.message).await
+            missing_column(&t, &sql, &message).await
         }
-    };
+    });
     match tokio::time::timeout(HINT_TIMEOUT, work).await {
-        Ok(Ok(h)) => err.0.hint = h,
-        Ok(Err(e)) => tracing::debug!(target = %target.name, error = %e, "no did-you-mean hint"),
+        Ok(Ok(Ok(h))) => err.0.hint = h,
+        Ok(Ok(Err(e))) => {
+            tracing::debug!(target = %target.name, error = %e, "no did-you-mean hint")
+        }
+        Ok(Err(e)) => tracing::warn!(target = %target.name, error = %e, "did-you-mean task failed"),
         Err(_) => tracing::debug!(target = %target.name, "no did-you-mean hint: catalog too slow"),
     }
 }

@@ -57,9 +57,9 @@ impl Targets {
     pub async fn connect(config: &Config) -> Result<Self> {
         let mut targets = Vec::with_capacity(config.targets.len());
         for t in &config.targets {
-            let mut target = connect_target(t, &config.pool, &config.name).await?;
-            target.schema_cache = SchemaCache::new(config.schema_cache_ttl);
-            targets.push(Arc::new(target));
+            targets.push(Arc::new(
+                connect_target(t, &config.pool, &config.name, config.schema_cache_ttl).await?,
+            ));
         }
         Ok(Targets { targets })
     }
@@ -107,7 +107,12 @@ impl Targets {
     }
 }
 
-async fn connect_target(t: &TargetConfig, pool: &PoolSettings, app_name: &str) -> Result<Target> {
+async fn connect_target(
+    t: &TargetConfig,
+    pool: &PoolSettings,
+    app_name: &str,
+    schema_cache_ttl: std::time::Duration,
+) -> Result<Target> {
     let shown = redact_url(&t.url);
     let mut options = PgConnectOptions::from_str(&t.url)
         .with_context(|| format!("database `{}`: invalid URL {shown}", t.name))?
@@ -181,7 +186,7 @@ async fn connect_target(t: &TargetConfig, pool: &PoolSettings, app_name: &str) -
         pool: pg_pool,
         side,
         type_names: TypeNames::default(),
-        schema_cache: SchemaCache::new(std::time::Duration::ZERO),
+        schema_cache: SchemaCache::new(schema_cache_ttl),
     })
 }
 
