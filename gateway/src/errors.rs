@@ -69,8 +69,8 @@ impl GatewayError {
         let next = match e.kind() {
             ErrorKind::Syntax => "Fix the SQL near the marked position and call again. Send exactly one statement per call.".to_string(),
             ErrorKind::UndefinedObject => "Check the spelling and schema of the name; mixed-case names need double quotes. \
-                 Look up what exists with: SELECT table_schema, table_name FROM information_schema.tables, \
-                 or information_schema.columns for a table's columns.".to_string(),
+                 Look up what exists with the list_tables and describe_table tools (or query \
+                 information_schema.tables and information_schema.columns).".to_string(),
             ErrorKind::ConstraintViolation => constraint_next_step(e),
             ErrorKind::PermissionDenied => "The database role pgmcp uses lacks this privilege. Query objects it can read, \
                  or ask a database administrator to GRANT access.".to_string(),

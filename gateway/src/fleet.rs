@@ -146,6 +146,12 @@ impl Fleet {
                 Ok(Ok(resp)) => return Ok(resp.into_inner()),
                 Ok(Err(status)) => {
                     let err = GatewayError::from(status);
+                    if err.kind() == ErrorKind::UnknownDatabase {
+                        // This worker does not serve the database and did
+                        // nothing; another one may.
+                        last_err.get_or_insert(err);
+                        continue;
+                    }
                     let unreachable =
                         err.kind() == ErrorKind::Unavailable && err.0.sqlstate.is_empty();
                     if !unreachable {
@@ -163,7 +169,12 @@ impl Fleet {
                     }
                     tracing::warn!(worker = %worker.url, error = %err, "worker unavailable; trying the next one");
                     tried.push(worker.url.clone());
-                    last_err = Some(err);
+                    if last_err
+                        .as_ref()
+                        .is_none_or(|e| e.kind() != ErrorKind::UnknownDatabase)
+                    {
+                        last_err = Some(err);
+                    }
                 }
                 Err(_) => {
                     return Err(GatewayError::new(
@@ -309,4 +320,150 @@ async fn query_one(
         )));
     }
     Ok(out)
+}
+
+/// Unary calls (introspection and other request/response RPCs).
+impl Fleet {
+    /// Sends a unary call to one worker after another, in round-robin order,
+    /// until one answers. A worker that cannot be reached, or that does not
+    /// serve the requested database, hands the call to the next one; any
+    /// other answer, success or error, is final. `deadline` bounds the whole
+    /// call.
+    pub async fn unary_read<Req, Resp, F, Fut>(
+        &self,
+        req: Req,
+        deadline: Duration,
+        call: F,
+    ) -> Result<Resp, GatewayError>
+    where
+        Req: Clone,
+        F: Fn(WorkerClient<Channel>, tonic::Request<Req>) -> Fut,
+        Fut: std::future::Future<Output = Result<tonic::Response<Resp>, tonic::Status>>,
+    {
+        let started = tokio::time::Instant::now();
+        let mut tried = Vec::new();
+        let mut unreachable = None;
+        let mut not_served = None;
+        for worker in self.candidates() {
+            let remaining = deadline.saturating_sub(started.elapsed());
+            if remaining.is_zero() {
+                break;
+            }
+            let mut request = tonic::Request::new(req.clone());
+            request.set_timeout(remaining);
+            match tokio::time::timeout(remaining, call(worker.client.clone(), request)).await {
+                Ok(Ok(response)) => return Ok(response.into_inner()),
+                Ok(Err(status)) => {
+                    let err = GatewayError::from(status);
+                    match err.kind() {
+                        ErrorKind::Unavailable if err.0.sqlstate.is_empty() => {
+                            tracing::warn!(worker = %worker.url, error = %err, "worker unavailable; trying the next one");
+                            tried.push(worker.url.clone());
+                            unreachable = Some(err);
+                        }
+                        ErrorKind::UnknownDatabase => {
+                            not_served.get_or_insert(err);
+                        }
+                        _ => return Err(err),
+                    }
+                }
+                Err(_) => {
+                    return Err(GatewayError::new(
+                        ErrorKind::Timeout,
+                        format!(
+                            "no answer from worker {} within {} ms",
+                            worker.url,
+                            deadline.as_millis()
+                        ),
+                    ));
+                }
+            }
+        }
+        if let Some(err) = not_served {
+            return Err(err);
+        }
+        let mut err = unreachable.unwrap_or_else(|| {
+            GatewayError::new(
+                ErrorKind::Timeout,
+                "the deadline passed before any worker could be tried",
+            )
+        });
+        if err.kind() == ErrorKind::Unavailable && !tried.is_empty() {
+            err.0.message = format!(
+                "no worker could be reached (tried {}): {}",
+                tried.join(", "),
+                err.0.message
+            );
+        }
+        Err(err)
+    }
+
+    /// Sends a unary call to every worker at once; each worker's answer, by
+    /// worker URL, in configuration order.
+    pub async fn broadcast<Req, Resp, F, Fut>(
+        &self,
+        req: Req,
+        deadline: Duration,
+        call: F,
+    ) -> Vec<(String, Result<Resp, GatewayError>)>
+    where
+        Req: Clone,
+        F: Fn(WorkerClient<Channel>, tonic::Request<Req>) -> Fut,
+        Fut: std::future::Future<Output = Result<tonic::Response<Resp>, tonic::Status>>,
+    {
+        let calls = self.workers.iter().map(|w| {
+            let mut request = tonic::Request::new(req.clone());
+            request.set_timeout(deadline);
+            let answer = call(w.client.clone(), request);
+            async move {
+                let res = match tokio::time::timeout(deadline, answer).await {
+                    Ok(Ok(r)) => Ok(r.into_inner()),
+                    Ok(Err(s)) => Err(GatewayError::from(s)),
+                    Err(_) => Err(GatewayError::new(
+                        ErrorKind::Unavailable,
+                        format!("no answer within {} ms", deadline.as_millis()),
+                    )),
+                };
+                (w.url.clone(), res)
+            }
+        });
+        futures::future::join_all(calls).await
+    }
+
+    /// The names of the databases the reachable workers serve, sorted.
+    pub async fn database_names(&self, within: Duration) -> Vec<String> {
+        let mut names: Vec<String> = self
+            .infos(within)
+            .await
+            .into_iter()
+            .filter_map(|(_, r)| r.ok())
+            .flat_map(|info| info.targets.into_iter().map(|t| t.name))
+            .collect();
+        names.sort();
+        names.dedup();
+        names
+    }
+}
+
+impl Fleet {
+    /// Drops the schema cache of `database` (empty: of every database) on
+    /// every worker, each worker's answer by URL. Call it after DDL that
+    /// went through one worker, so the others do not serve a stale catalog
+    /// until their TTL runs out.
+    pub async fn invalidate_schema_cache(
+        &self,
+        database: &str,
+        deadline: Duration,
+    ) -> Vec<(
+        String,
+        Result<pgmcp_proto::v1::InvalidateSchemaCacheResponse, GatewayError>,
+    )> {
+        let req = pgmcp_proto::v1::InvalidateSchemaCacheRequest {
+            database: database.to_string(),
+        };
+        self.broadcast(req, deadline, |mut c, r| async move {
+            c.invalidate_schema_cache(r).await
+        })
+        .await
+    }
 }

@@ -3,15 +3,24 @@
 //! call to a worker. It holds no SQL of its own and no database credentials.
 //!
 //! Map: [`config`] (flags), [`server`] (the MCP handler), [`tools`] (one file
-//! per tool), [`cursor`] (signed pagination cursors), [`fleet`] (workers and routing), [`errors`] (one error type and
-//! its explanations), [`render`] (text for the model), [`http`] (HTTP routes).
+//! per tool), [`cursor`] (signed pagination cursors), [`fleet`] (workers and
+//! routing), [`errors`] (one error type and its explanations), [`render`]
+//! (text for the model), [`http`] (HTTP routes), [`catalog`] (shapes of
+//! schemas, tables and table descriptions), [`resources`] (`schema://`
+//! resources), [`completions`] (argument completion), [`prompts`],
+//! [`listing_cursor`] (cursors of catalog listings).
 
+pub mod catalog;
+pub mod completions;
 pub mod config;
 pub mod cursor;
 pub mod errors;
 pub mod fleet;
 pub mod http;
+pub mod listing_cursor;
+pub mod prompts;
 pub mod render;
+pub mod resources;
 pub mod server;
 pub mod tools;
 

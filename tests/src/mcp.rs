@@ -80,3 +80,41 @@ pub fn structured(result: &CallToolResult) -> serde_json::Value {
 pub fn is_error(result: &CallToolResult) -> bool {
     result.is_error == Some(true)
 }
+
+/// Checks `result` against the `outputSchema` that `tool` advertises in
+/// `tools/list`, as a strict client would: a tool with an output schema
+/// must return `structuredContent` that validates against it (errors
+/// included, when they carry structured content).
+pub async fn check_output_schema(
+    client: &Client,
+    tool: &str,
+    result: &CallToolResult,
+) -> Result<()> {
+    let tools = client.list_all_tools().await?;
+    let Some(def) = tools.iter().find(|t| t.name == tool) else {
+        bail!("no tool named {tool}");
+    };
+    let Some(schema) = &def.output_schema else {
+        bail!("{tool} advertises no outputSchema");
+    };
+    let schema = serde_json::Value::Object((**schema).clone());
+    if schema["type"] != "object" {
+        bail!("{tool}: outputSchema root is not type object: {schema}");
+    }
+    let Some(content) = &result.structured_content else {
+        bail!("{tool} returned no structuredContent: {result:?}");
+    };
+    let validator = jsonschema::validator_for(&schema)
+        .map_err(|e| anyhow::anyhow!("{tool}: outputSchema is not a valid JSON Schema: {e}"))?;
+    let errors: Vec<String> = validator
+        .iter_errors(content)
+        .map(|e| format!("{e} at {}", e.instance_path()))
+        .collect();
+    if !errors.is_empty() {
+        bail!(
+            "{tool}: structuredContent does not match outputSchema: {}\ncontent: {content}",
+            errors.join("; ")
+        );
+    }
+    Ok(())
+}

@@ -129,6 +129,10 @@ pub struct Args {
     /// Most rows in one `bulk_insert` call.
     #[arg(long, env = "PGMCP_MAX_BULK_ROWS", default_value_t = 1_000_000)]
     pub max_bulk_rows: usize,
+    /// How long the cached catalog (schemas, tables, table descriptions)
+    /// stays fresh, in seconds; 0 reads the catalog on every call.
+    #[arg(long, env = "PGMCP_SCHEMA_CACHE_TTL_S", default_value_t = 60)]
+    pub schema_cache_ttl_s: u64,
 
     /// Log format: `text` (human-readable) or `json`.
     #[arg(long, env = "PGMCP_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
@@ -219,6 +223,8 @@ pub struct Config {
     pub targets: Vec<TargetConfig>,
     pub pool: PoolSettings,
     pub limits: Limits,
+    /// Lifetime of the schema cache's entries.
+    pub schema_cache_ttl: Duration,
 }
 
 impl Config {
@@ -325,6 +331,7 @@ impl Config {
                 max_transaction_statements: args.max_transaction_statements,
                 max_bulk_rows: args.max_bulk_rows,
             },
+            schema_cache_ttl: Duration::from_secs(args.schema_cache_ttl_s),
         })
     }
 }

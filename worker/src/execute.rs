@@ -34,12 +34,18 @@ pub async fn run(
     match outcome {
         Ok(result) => {
             session.commit(&target).await?;
+            let schema_changed = statement::may_change_schema(&stmt.sql);
+            if schema_changed {
+                target.schema_cache.invalidate();
+            }
             Ok(ExecuteResponse {
                 result: Some(result),
+                schema_changed,
             })
         }
-        Err(err) => {
+        Err(mut err) => {
             session.end_after(&target, Some(&err)).await;
+            crate::suggest::did_you_mean(&target, &stmt.sql, &mut err).await;
             Err(err)
         }
     }

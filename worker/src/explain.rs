@@ -51,11 +51,15 @@ pub async fn run(
     .await;
     session.end_after(&target, outcome.as_ref().err()).await;
     // Positions in errors count from the start of the caller's statement.
-    let plan_json = outcome.map_err(|mut e| {
-        let shift = u32::try_from(prefix.chars().count()).unwrap_or(0);
-        e.0.position = e.0.position.saturating_sub(shift);
-        e
-    })?;
+    let plan_json = match outcome {
+        Ok(plan) => plan,
+        Err(mut e) => {
+            let shift = u32::try_from(prefix.chars().count()).unwrap_or(0);
+            e.0.position = e.0.position.saturating_sub(shift);
+            crate::suggest::did_you_mean(&target, &stmt.sql, &mut e).await;
+            return Err(e);
+        }
+    };
     Ok(summarize(plan_json, req.analyze))
 }
 

@@ -5,8 +5,11 @@
 //! transaction on its connection), [`statement`] (prepare, bind, encode,
 //! collect one statement), [`params`] (binding), [`decode`] (values → JSON),
 //! [`catalog`] (type names), [`error`] (failures → the contract's error),
-//! [`server`] (assembly). One module per RPC: [`query`] (streaming reads),
-//! [`execute`], [`transaction`], [`explain`], [`bulk_insert`].
+//! [`server`] (assembly), [`schema_cache`] (the cached catalog),
+//! [`introspect`] (schemas, tables, table descriptions), [`names`] (SQL
+//! names as text), [`suggest`] (did-you-mean hints). One module per RPC:
+//! [`query`] (streaming reads), [`execute`], [`transaction`], [`explain`],
+//! [`bulk_insert`].
 
 pub mod bulk_insert;
 pub mod catalog;
@@ -15,12 +18,16 @@ pub mod decode;
 pub mod error;
 pub mod execute;
 pub mod explain;
+pub mod introspect;
+pub mod names;
 pub mod params;
 pub mod query;
+pub mod schema_cache;
 pub mod server;
 pub mod service;
 pub mod session;
 pub mod statement;
+pub mod suggest;
 pub mod targets;
 pub mod transaction;
 

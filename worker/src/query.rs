@@ -91,7 +91,8 @@ pub fn validate(req: &QueryRequest, limits: &Limits) -> Result<(), WorkerError> 
 /// Runs the query and sends its result to `tx`. Errors are sent too.
 pub async fn run(target: Arc<Target>, req: QueryRequest, eff: Effective, tx: Sender) {
     if let Err(err) = run_inner(&target, &req, eff, &tx).await {
-        let err = err.for_database(&target.name);
+        let mut err = err.for_database(&target.name);
+        crate::suggest::did_you_mean(&target, &req.sql, &mut err).await;
         if err.kind() == ErrorKind::Internal {
             tracing::error!(target = %target.name, error = %err, "query failed");
         } else {

@@ -7,9 +7,11 @@ use std::time::Duration;
 use futures::Stream;
 use pgmcp_proto::v1::worker_server::Worker;
 use pgmcp_proto::v1::{
-    BulkInsertRequest, BulkInsertResponse, ExecuteRequest, ExecuteResponse, ExplainRequest,
-    ExplainResponse, InfoRequest, InfoResponse, QueryRequest, QueryResponse, TransactionRequest,
-    TransactionResponse,
+    BulkInsertRequest, BulkInsertResponse, DescribeTableRequest, DescribeTableResponse,
+    ExecuteRequest, ExecuteResponse, ExplainRequest, ExplainResponse, InfoRequest, InfoResponse,
+    InvalidateSchemaCacheRequest, InvalidateSchemaCacheResponse, ListSchemasRequest,
+    ListSchemasResponse, ListTablesRequest, ListTablesResponse, QueryRequest, QueryResponse,
+    TransactionRequest, TransactionResponse,
 };
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
@@ -17,6 +19,7 @@ use tonic::{Request, Response, Status};
 
 use crate::config::Limits;
 use crate::error::WorkerError;
+use crate::introspect;
 use crate::query::{self, Effective};
 use crate::targets::{Target, Targets};
 use crate::{bulk_insert, execute, explain, statement, transaction};
@@ -35,6 +38,25 @@ impl WorkerService {
             targets,
             limits,
         }
+    }
+
+    /// The target an introspection call is for, and its statement timeout:
+    /// the worker's default, lowered to the call's remaining deadline.
+    fn introspection<T>(
+        &self,
+        req: &Request<T>,
+        database: &str,
+    ) -> Result<(Arc<Target>, u32), Status> {
+        let target = self
+            .targets
+            .get(database)
+            .map_err(|e| e.into_status())?
+            .clone();
+        let mut timeout_ms = self.limits.default_timeout_ms;
+        if let Some(d) = grpc_timeout(req.metadata()) {
+            timeout_ms = timeout_ms.min(u32::try_from(d.as_millis()).unwrap_or(u32::MAX).max(1));
+        }
+        Ok((target, timeout_ms))
     }
 
     fn target(&self, database: &str) -> Result<Arc<Target>, Status> {
@@ -185,6 +207,68 @@ impl Worker for WorkerService {
             self.limits.max_bulk_rows,
         ));
         respond(&target, joined(task.await))
+    }
+
+    async fn list_schemas(
+        &self,
+        req: Request<ListSchemasRequest>,
+    ) -> Result<Response<ListSchemasResponse>, Status> {
+        let (target, timeout_ms) = self.introspection(&req, &req.get_ref().database)?;
+        let req = req.into_inner();
+        let t = target.clone();
+        introspect::spawn(target, async move {
+            introspect::list_schemas(&t, &req, timeout_ms).await
+        })
+        .await
+        .map(Response::new)
+    }
+
+    async fn list_tables(
+        &self,
+        req: Request<ListTablesRequest>,
+    ) -> Result<Response<ListTablesResponse>, Status> {
+        let (target, timeout_ms) = self.introspection(&req, &req.get_ref().database)?;
+        let req = req.into_inner();
+        let t = target.clone();
+        introspect::spawn(target, async move {
+            introspect::list_tables(&t, &req, timeout_ms).await
+        })
+        .await
+        .map(Response::new)
+    }
+
+    async fn describe_table(
+        &self,
+        req: Request<DescribeTableRequest>,
+    ) -> Result<Response<DescribeTableResponse>, Status> {
+        let (target, timeout_ms) = self.introspection(&req, &req.get_ref().database)?;
+        let req = req.into_inner();
+        let t = target.clone();
+        introspect::spawn(target, async move {
+            introspect::describe_table(&t, &req, timeout_ms).await
+        })
+        .await
+        .map(Response::new)
+    }
+
+    async fn invalidate_schema_cache(
+        &self,
+        req: Request<InvalidateSchemaCacheRequest>,
+    ) -> Result<Response<InvalidateSchemaCacheResponse>, Status> {
+        let database = req.into_inner().database;
+        let targets: Vec<&Arc<Target>> = if database.is_empty() {
+            self.targets.iter().collect()
+        } else {
+            vec![self.targets.get(&database).map_err(|e| e.into_status())?]
+        };
+        for t in &targets {
+            t.schema_cache.invalidate();
+            tracing::info!(target = %t.name, "schema cache invalidated");
+        }
+        Ok(Response::new(InvalidateSchemaCacheResponse {
+            databases: targets.iter().map(|t| t.name.clone()).collect(),
+            worker_id: self.name.clone(),
+        }))
     }
 }
 

@@ -70,6 +70,27 @@ pub fn transaction_control(sql: &str) -> Option<String> {
     })
 }
 
+/// Whether `sql` may change the schema (DDL and friends), judged by its
+/// first word; used to keep the schema cache fresh.
+pub fn may_change_schema(sql: &str) -> bool {
+    leading_words(sql, 1).first().is_some_and(|w| {
+        matches!(
+            w.to_ascii_uppercase().as_str(),
+            "CREATE"
+                | "ALTER"
+                | "DROP"
+                | "COMMENT"
+                | "GRANT"
+                | "REVOKE"
+                | "SECURITY"
+                | "IMPORT"
+                | "REINDEX"
+                | "DO"
+                | "CALL"
+        )
+    })
+}
+
 /// The first `n` words of `sql`, skipping whitespace and comments
 /// (`-- …` and nested `/* … */`).
 fn leading_words(sql: &str, n: usize) -> Vec<String> {

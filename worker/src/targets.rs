@@ -12,6 +12,7 @@ use sqlx::{ConnectOptions, Row};
 use crate::catalog::TypeNames;
 use crate::config::{Config, Mode, PoolSettings, TargetConfig, redact_url};
 use crate::error::WorkerError;
+use crate::schema_cache::SchemaCache;
 
 /// One database target and its pool.
 pub struct Target {
@@ -27,6 +28,8 @@ pub struct Target {
     pub side: PgPool,
     /// Catalog names of the types seen in results.
     pub type_names: TypeNames,
+    /// Schemas, tables and table descriptions; see [`SchemaCache::invalidate`].
+    pub schema_cache: SchemaCache,
 }
 
 impl Target {
@@ -55,7 +58,7 @@ impl Targets {
         let mut targets = Vec::with_capacity(config.targets.len());
         for t in &config.targets {
             targets.push(Arc::new(
-                connect_target(t, &config.pool, &config.name).await?,
+                connect_target(t, &config.pool, &config.name, config.schema_cache_ttl).await?,
             ));
         }
         Ok(Targets { targets })
@@ -104,7 +107,12 @@ impl Targets {
     }
 }
 
-async fn connect_target(t: &TargetConfig, pool: &PoolSettings, app_name: &str) -> Result<Target> {
+async fn connect_target(
+    t: &TargetConfig,
+    pool: &PoolSettings,
+    app_name: &str,
+    schema_cache_ttl: std::time::Duration,
+) -> Result<Target> {
     let shown = redact_url(&t.url);
     let mut options = PgConnectOptions::from_str(&t.url)
         .with_context(|| format!("database `{}`: invalid URL {shown}", t.name))?
@@ -178,6 +186,7 @@ async fn connect_target(t: &TargetConfig, pool: &PoolSettings, app_name: &str) -
         pool: pg_pool,
         side,
         type_names: TypeNames::default(),
+        schema_cache: SchemaCache::new(schema_cache_ttl),
     })
 }
 

@@ -28,7 +28,7 @@ pub async fn run(
         let outcome = async {
             let prepared =
                 statement::prepare(&target, session.conn(), &stmt.sql, &stmt.params).await?;
-            statement::collect(
+            let result = statement::collect(
                 &target,
                 session.conn(),
                 &stmt.sql,
@@ -36,13 +36,18 @@ pub async fn run(
                 eff.max_rows,
                 eff.max_bytes,
             )
-            .await
+            .await?;
+            // A statement that ended the transaction (COMMIT …) would let the
+            // next ones run outside it.
+            session.still_ours().await?;
+            Ok(result)
         }
         .await;
         match outcome {
             Ok(result) => results.push(result),
             Err(mut err) => {
                 session.end_after(&target, Some(&err)).await;
+                crate::suggest::did_you_mean(&target, &stmt.sql, &mut err).await;
                 let n = req.statements.len();
                 err.0.statement_index = u32::try_from(i + 1).unwrap_or(u32::MAX);
                 err.0.message = format!(
@@ -54,16 +59,25 @@ pub async fn run(
             }
         }
     }
+    let mut schema_changed = false;
     if writable {
         session.commit(&target).await.map_err(|mut err| {
             err.0.message = format!("COMMIT failed, nothing was committed: {}", err.0.message);
             err
         })?;
+        schema_changed = req
+            .statements
+            .iter()
+            .any(|s| statement::may_change_schema(&s.sql));
+        if schema_changed {
+            target.schema_cache.invalidate();
+        }
     } else {
         session.rollback(&target).await;
     }
     Ok(TransactionResponse {
         results,
         committed: writable,
+        schema_changed,
     })
 }

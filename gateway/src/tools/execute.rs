@@ -46,7 +46,7 @@ configured read-write; read-only databases refuse it. Use `query` for reads, `tr
 that must succeed or fail together, `bulk_insert` for many rows. Pass values as `params` ($1, $2, …). \
 A failed call is never retried automatically.",
         input_schema = schema_for_type::<ExecuteArgs>(),
-        output_schema = schema_for_type::<StatementOut>(),
+        output_schema = crate::tools::output_schema::<StatementOut>(),
         annotations(title = "Change data or schema", read_only_hint = false, destructive_hint = true, idempotent_hint = false, open_world_hint = false)
     )]
     pub async fn execute(&self, args: JsonObject) -> CallToolResult {
@@ -89,6 +89,9 @@ A failed call is never retried automatically.",
             .await;
         match outcome {
             Ok(resp) => {
+                if resp.schema_changed {
+                    self.schema_changed(&req.database).await;
+                }
                 let result = resp.result.unwrap_or_default();
                 structured_result(statement_text(&result), &StatementOut::from(&result))
             }

@@ -1,19 +1,31 @@
 //! MCP tools, one file each. Each file adds its own router to [`crate::server::PgMcp`].
+//!
+//! Shared here: argument parsing ([`parse_args`]: tolerant of stringified
+//! JSON, strict about unknown fields and types), the output schema every
+//! tool with structured results advertises ([`output_schema`]), and how
+//! results and failures become tool results.
 
 pub mod batch_query;
 pub mod bulk_insert;
+pub mod describe_table;
 pub mod execute;
 pub mod explain;
+pub mod invalidate_schema_cache;
+pub mod list_schemas;
+pub mod list_tables;
 pub mod query;
 pub mod transaction;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use pgmcp_proto::v1::{Column, Param, StatementResult, TruncationReason, param};
-use rmcp::model::{CallToolResult, ContentBlock};
+use rmcp::handler::server::common::{schema_for_output, schema_for_type};
+use rmcp::model::{CallToolResult, ContentBlock, JsonObject};
 use schemars::JsonSchema;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
+use serde_json::Value;
 
 use crate::errors::GatewayError;
 
@@ -127,21 +139,268 @@ pub(crate) fn rows_json(rows: &[Vec<u8>]) -> Vec<serde_json::Value> {
         .collect()
 }
 
-/// A successful result: compact `text` for the model and `output` as
-/// structured content.
-pub(crate) fn structured_result<T: Serialize>(text: String, output: &T) -> CallToolResult {
-    let mut result = CallToolResult::success(vec![ContentBlock::text(text)]);
-    result.structured_content =
-        Some(serde_json::to_value(output).unwrap_or(serde_json::Value::Null));
-    result
+/// Parses a tool's arguments; a mismatch is a tool error the model can fix.
+///
+/// Object and array arguments that arrive as strings holding JSON (some
+/// clients send `"params": "[1, 2]"`) are decoded first, wherever `T`'s
+/// schema expects an object or array and does not accept a string. Unknown
+/// fields and wrong types are errors that show the expected shape.
+pub(crate) fn parse_args<T: DeserializeOwned + JsonSchema + 'static>(
+    args: JsonObject,
+) -> Result<T, GatewayError> {
+    let schema = schema_for_type::<T>();
+    let root = Value::Object((*schema).clone());
+    let mut value = Value::Object(args);
+    coerce(&mut value, &root, &root, 0);
+    serde_json::from_value(value).map_err(|e| {
+        GatewayError::invalid(format!(
+            "invalid arguments: {e}. Expected arguments: {}",
+            shape(&root, &root, 0)
+        ))
+    })
 }
 
-/// Parses a tool's arguments; a mismatch is a tool error the model can fix.
-pub(crate) fn parse_args<T: DeserializeOwned>(
-    args: rmcp::model::JsonObject,
-) -> Result<T, GatewayError> {
-    serde_json::from_value(serde_json::Value::Object(args))
-        .map_err(|e| GatewayError::invalid(format!("invalid arguments: {e}")))
+/// How deep into nested schemas coercion and shapes go.
+const MAX_DEPTH: usize = 8;
+
+/// Follows a local `$ref` (`#/$defs/Name`).
+fn resolve<'a>(schema: &'a Value, root: &'a Value) -> &'a Value {
+    match schema.get("$ref").and_then(Value::as_str) {
+        Some(r) => r
+            .strip_prefix('#')
+            .and_then(|pointer| root.pointer(pointer))
+            .unwrap_or(schema),
+        None => schema,
+    }
+}
+
+/// The alternatives of a schema: its `anyOf`/`oneOf` branches, or itself.
+fn branches<'a>(schema: &'a Value, root: &'a Value) -> Vec<&'a Value> {
+    let schema = resolve(schema, root);
+    for key in ["anyOf", "oneOf"] {
+        if let Some(list) = schema.get(key).and_then(Value::as_array) {
+            return list.iter().map(|s| resolve(s, root)).collect();
+        }
+    }
+    vec![schema]
+}
+
+/// JSON types a schema accepts; empty when it does not say (anything goes).
+fn accepted_types(schema: &Value, root: &Value) -> Vec<String> {
+    let mut out = Vec::new();
+    for b in branches(schema, root) {
+        match b.get("type") {
+            Some(Value::String(t)) => out.push(t.clone()),
+            Some(Value::Array(ts)) => {
+                out.extend(ts.iter().filter_map(|t| t.as_str().map(String::from)))
+            }
+            _ if b.get("properties").is_some() => out.push("object".into()),
+            _ if b.get("enum").is_some() || b.get("const").is_some() => out.push("string".into()),
+            _ => return Vec::new(),
+        }
+    }
+    out
+}
+
+/// Decodes strings holding JSON where the schema wants an object or array.
+fn coerce(value: &mut Value, schema: &Value, root: &Value, depth: usize) {
+    if depth > MAX_DEPTH {
+        return;
+    }
+    let types = accepted_types(schema, root);
+    if let Value::String(s) = value
+        && !types.iter().any(|t| t == "string")
+    {
+        let wants_object = types.iter().any(|t| t == "object");
+        let wants_array = types.iter().any(|t| t == "array");
+        if (wants_object || wants_array)
+            && let Ok(parsed) = serde_json::from_str::<Value>(s.trim())
+            && ((parsed.is_object() && wants_object) || (parsed.is_array() && wants_array))
+        {
+            *value = parsed;
+        }
+    }
+    match value {
+        Value::Object(map) => {
+            for (key, v) in map.iter_mut() {
+                let property = branches(schema, root)
+                    .into_iter()
+                    .find_map(|b| b.get("properties").and_then(|p| p.get(key)));
+                if let Some(p) = property {
+                    coerce(v, p, root, depth + 1);
+                }
+            }
+        }
+        Value::Array(items) => {
+            let item = branches(schema, root)
+                .into_iter()
+                .find_map(|b| b.get("items"));
+            if let Some(item) = item {
+                for v in items {
+                    coerce(v, item, root, depth + 1);
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
+/// A compact description of what a schema accepts, for error messages:
+/// `{sql: string (required), params: array, max_rows: integer}`.
+fn shape(schema: &Value, root: &Value, depth: usize) -> String {
+    if depth > MAX_DEPTH {
+        return "…".into();
+    }
+    let alternatives: Vec<String> = branches(schema, root)
+        .into_iter()
+        .filter(|b| b.get("type").and_then(Value::as_str) != Some("null"))
+        .map(|b| shape_one(b, root, depth))
+        .collect();
+    match alternatives.as_slice() {
+        [] => "null".into(),
+        [one] => one.clone(),
+        several => several.join(" or "),
+    }
+}
+
+fn shape_one(schema: &Value, root: &Value, depth: usize) -> String {
+    if let Some(values) = schema.get("enum").and_then(Value::as_array) {
+        let values: Vec<String> = values
+            .iter()
+            .filter(|v| !v.is_null())
+            .map(Value::to_string)
+            .collect();
+        return values.join(" | ");
+    }
+    if let Some(props) = schema.get("properties").and_then(Value::as_object) {
+        let required: Vec<&str> = schema
+            .get("required")
+            .and_then(Value::as_array)
+            .map(|r| r.iter().filter_map(Value::as_str).collect())
+            .unwrap_or_default();
+        // Required fields first, then the rest, each group in name order.
+        let mut props: Vec<(&String, &Value)> = props.iter().collect();
+        props.sort_by_key(|(name, _)| !required.contains(&name.as_str()));
+        let fields: Vec<String> = props
+            .into_iter()
+            .map(|(name, p)| {
+                let req = if required.contains(&name.as_str()) {
+                    " (required)"
+                } else {
+                    ""
+                };
+                format!("{name}: {}{req}", shape(p, root, depth + 1))
+            })
+            .collect();
+        let closed = schema.get("additionalProperties") == Some(&Value::Bool(false));
+        return format!(
+            "{{{}}}{}",
+            fields.join(", "),
+            if closed { " and no other fields" } else { "" }
+        );
+    }
+    let types: Vec<&str> = match schema.get("type") {
+        Some(Value::String(t)) => vec![t.as_str()],
+        Some(Value::Array(ts)) => ts.iter().filter_map(Value::as_str).collect(),
+        _ => Vec::new(),
+    };
+    let types: Vec<String> = types
+        .into_iter()
+        .filter(|t| *t != "null")
+        .map(|t| match (t, schema.get("items")) {
+            ("array", Some(items)) if items.is_object() => {
+                format!("array of {}", shape(items, root, depth + 1))
+            }
+            (t, _) => t.to_string(),
+        })
+        .collect();
+    if types.is_empty() {
+        "any JSON value".into()
+    } else {
+        types.join(" or ")
+    }
+}
+
+/// The shape of `structuredContent` of a failed call (`isError: true`).
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct ErrorOutput {
+    pub error: ErrorBody,
+}
+
+/// What went wrong, as in [`GatewayError::to_json`].
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct ErrorBody {
+    /// Error category, e.g. `undefined_object`, `syntax`, `invalid_request`.
+    pub kind: String,
+    pub message: String,
+    /// True when the same call may simply be sent again.
+    pub retry_safe: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sqlstate: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hint: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub database: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub schema: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub table: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub column: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub constraint: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub position: Option<u32>,
+}
+
+/// The `outputSchema` of a tool whose results are `T`: an object that is
+/// either a `T` or, for a failed call, an [`ErrorOutput`] — so clients
+/// that validate `structuredContent` accept both.
+pub(crate) fn output_schema<T: JsonSchema + 'static>() -> Arc<JsonObject> {
+    let ok = schema_for_output::<T>();
+    let err = schema_for_output::<ErrorOutput>();
+    let mut defs = JsonObject::new();
+    let mut branch = |schema: &JsonObject| {
+        let mut s = schema.clone();
+        s.remove("$schema");
+        if let Some(Value::Object(d)) = s.remove("$defs") {
+            defs.extend(d);
+        }
+        Value::Object(s)
+    };
+    let ok = branch(&ok);
+    let err = branch(&err);
+    let mut out = JsonObject::new();
+    out.insert(
+        "$schema".into(),
+        Value::String("https://json-schema.org/draft/2020-12/schema".into()),
+    );
+    out.insert("type".into(), Value::String("object".into()));
+    out.insert("anyOf".into(), Value::Array(vec![ok, err]));
+    if !defs.is_empty() {
+        out.insert("$defs".into(), Value::Object(defs));
+    }
+    Arc::new(out)
+}
+
+/// A successful result: `text` for the model, `value` as `structuredContent`.
+pub(crate) fn structured_result<T: Serialize>(text: String, value: &T) -> CallToolResult {
+    match serde_json::to_value(value) {
+        Ok(v) => {
+            let mut result = CallToolResult::success(vec![ContentBlock::text(text)]);
+            result.structured_content = Some(v);
+            result
+        }
+        Err(e) => error_result(
+            &GatewayError::new(
+                pgmcp_proto::error::ErrorKind::Internal,
+                format!("cannot encode the result: {e}"),
+            ),
+            None,
+        ),
+    }
 }
 
 /// A failed call as a tool result (`isError: true`) with both the
@@ -150,6 +409,31 @@ pub(crate) fn error_result(err: &GatewayError, sql: Option<&str>) -> CallToolRes
     let mut result = CallToolResult::error(vec![ContentBlock::text(err.explain(sql))]);
     result.structured_content = Some(err.to_json());
     result
+}
+
+impl crate::server::PgMcp {
+    /// After DDL: every worker drops its cached catalog of `database`, so
+    /// introspection everywhere sees the change. Best effort: a worker that
+    /// misses it catches up when its cache's TTL runs out.
+    pub(crate) async fn schema_changed(&self, database: &str) {
+        let results = self
+            .shared
+            .fleet
+            .invalidate_schema_cache(database, Duration::from_secs(2))
+            .await;
+        for (worker, r) in results {
+            if let Err(e) = r {
+                tracing::warn!(%worker, error = %e, "could not invalidate a worker's schema cache");
+            }
+        }
+    }
+}
+
+/// How long a catalog call (introspection, completion, resources) may
+/// take: the default statement timeout plus time for the round trip.
+pub(crate) fn catalog_deadline(limits: &crate::config::Limits) -> std::time::Duration {
+    std::time::Duration::from_millis(u64::from(limits.default_timeout_ms))
+        + std::time::Duration::from_secs(2)
 }
 
 /// JSON values from the caller → typed wire parameters.
@@ -173,4 +457,99 @@ pub(crate) fn to_params(values: &[serde_json::Value]) -> Vec<Param> {
             Param { value: Some(value) }
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use serde::Deserialize;
+    use serde_json::json;
+
+    use super::*;
+
+    #[derive(Debug, Deserialize, JsonSchema, PartialEq)]
+    #[serde(deny_unknown_fields)]
+    struct Item {
+        sql: String,
+        #[serde(default)]
+        params: Vec<Value>,
+    }
+
+    #[derive(Debug, Deserialize, JsonSchema, PartialEq)]
+    #[serde(deny_unknown_fields)]
+    struct Args {
+        sql: String,
+        #[serde(default)]
+        params: Vec<Value>,
+        items: Option<Vec<Item>>,
+        options: Option<std::collections::BTreeMap<String, i64>>,
+        limit: Option<u32>,
+    }
+
+    fn obj(v: Value) -> JsonObject {
+        match v {
+            Value::Object(m) => m,
+            _ => JsonObject::new(),
+        }
+    }
+
+    #[test]
+    fn stringified_json_is_decoded_where_objects_or_arrays_are_expected() {
+        let args: Result<Args, _> = parse_args(obj(json!({
+            "sql": "[1]",
+            "params": "[1, \"a\", {\"k\": 2}]",
+            "items": "[{\"sql\": \"SELECT 1\", \"params\": \"[true]\"}]",
+            "options": "{\"x\": 1}"
+        })));
+        let args = args.map_err(|e| e.to_string());
+        assert_eq!(
+            args,
+            Ok(Args {
+                sql: "[1]".into(),
+                params: vec![json!(1), json!("a"), json!({"k": 2})],
+                items: Some(vec![Item {
+                    sql: "SELECT 1".into(),
+                    params: vec![json!(true)]
+                }]),
+                options: Some([("x".to_string(), 1)].into_iter().collect()),
+                limit: None,
+            })
+        );
+    }
+
+    #[test]
+    fn errors_show_the_expected_shape() {
+        let err = parse_args::<Args>(obj(json!({"sql": "x", "bogus": 1})))
+            .err()
+            .map(|e| e.0.message)
+            .unwrap_or_default();
+        assert!(
+            err.starts_with("invalid arguments: unknown field `bogus`"),
+            "{err}"
+        );
+        assert!(err.contains("sql: string (required)"), "{err}");
+        assert!(
+            err.contains("items: array of {sql: string (required), params: array"),
+            "{err}"
+        );
+        let err = parse_args::<Args>(obj(json!({"sql": "x", "limit": "ten"})))
+            .err()
+            .map(|e| e.0.message)
+            .unwrap_or_default();
+        assert!(err.contains("invalid type: string \"ten\""), "{err}");
+        assert!(err.contains("limit: integer"), "{err}");
+        // A string that is not JSON stays a string, and the error says so.
+        let err = parse_args::<Args>(obj(json!({"sql": "x", "params": "[1,"})))
+            .err()
+            .map(|e| e.0.message)
+            .unwrap_or_default();
+        assert!(err.contains("expected a sequence"), "{err}");
+    }
+
+    #[test]
+    fn output_schema_accepts_results_and_errors() {
+        let schema = output_schema::<Item>();
+        assert_eq!(schema.get("type"), Some(&json!("object")));
+        let any = schema.get("anyOf").and_then(Value::as_array);
+        assert_eq!(any.map(Vec::len), Some(2));
+    }
 }

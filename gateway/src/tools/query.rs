@@ -78,7 +78,7 @@ in pages of `page_size` rows (default 100); when more rows exist the result says
 `next_cursor`: call `query` again with just `cursor` to get the next page. Each page re-runs the statement, so \
 use ORDER BY for stable pages. Prefer aggregates and LIMIT over paging through large tables.",
         input_schema = schema_for_type::<QueryArgs>(),
-        output_schema = schema_for_type::<QueryOutput>(),
+        output_schema = crate::tools::output_schema::<QueryOutput>(),
         annotations(title = "Run a read-only SQL query", read_only_hint = true, destructive_hint = false, idempotent_hint = true, open_world_hint = false)
     )]
     pub async fn query(&self, args: JsonObject, ct: CancellationToken) -> CallToolResult {

@@ -52,7 +52,7 @@ failed). Each item is {sql, params}. Use it when changes must happen together (e
 order). On a read-only database the statements run in a read-only transaction that is always rolled back. \
 A failed call is never retried automatically.",
         input_schema = schema_for_type::<TransactionArgs>(),
-        output_schema = schema_for_type::<TransactionOutput>(),
+        output_schema = crate::tools::output_schema::<TransactionOutput>(),
         annotations(title = "Run statements atomically", read_only_hint = false, destructive_hint = true, idempotent_hint = false, open_world_hint = false)
     )]
     pub async fn transaction(&self, args: JsonObject) -> CallToolResult {
@@ -104,6 +104,9 @@ A failed call is never retried automatically.",
             .await;
         match outcome {
             Ok(resp) => {
+                if resp.schema_changed {
+                    self.schema_changed(&req.database).await;
+                }
                 let mut text = String::new();
                 for (i, r) in resp.results.iter().enumerate() {
                     text.push_str(&format!("-- statement {}\n{}\n", i + 1, statement_text(r)));
