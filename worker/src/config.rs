@@ -112,10 +112,18 @@ pub struct Args {
     #[arg(long, env = "PGMCP_MAX_PARAMS", default_value_t = 1_000)]
     pub max_params: usize,
 
+    /// Recent calls kept in memory for the `History` RPC (the gateway's
+    /// `query-history://recent` resource); 0 keeps none.
+    #[arg(long, env = "PGMCP_HISTORY_SIZE", default_value_t = 500)]
+    pub history_size: usize,
+
     /// Log format: `text` (human-readable) or `json`.
     #[arg(long, env = "PGMCP_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
 }
+
+/// Largest `--history-size` (each entry keeps up to 2048 characters of SQL).
+const MAX_HISTORY_SIZE: usize = 100_000;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum LogFormat {
@@ -199,6 +207,8 @@ pub struct Config {
     pub targets: Vec<TargetConfig>,
     pub pool: PoolSettings,
     pub limits: Limits,
+    /// Entries of the call history ring.
+    pub history_size: usize,
 }
 
 impl Config {
@@ -272,6 +282,12 @@ impl Config {
                 args.max_statement_timeout_ms
             );
         }
+        if args.history_size > MAX_HISTORY_SIZE {
+            bail!(
+                "--history-size {} is over the limit of {MAX_HISTORY_SIZE} entries",
+                args.history_size
+            );
+        }
         let name = args.name.clone().unwrap_or_else(default_instance_name);
         Ok(Config {
             listen: args.listen,
@@ -297,6 +313,7 @@ impl Config {
                 max_sql_bytes: args.max_sql_bytes,
                 max_params: args.max_params,
             },
+            history_size: args.history_size,
         })
     }
 }

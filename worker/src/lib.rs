@@ -4,13 +4,18 @@
 //! database), [`service`] (the gRPC service), [`session`] (a call's
 //! transaction on its connection), [`query`] (streaming one statement), [`params`] (binding), [`decode`] (values → JSON),
 //! [`catalog`] (type names), [`error`] (failures → the contract's error),
+//! [`history`] (the ring of recent calls), [`pool_stats`] (pool state for
+//! `Info`), [`dba`] (health checks, pg_stat_statements, ANALYZE/VACUUM),
 //! [`server`] (assembly).
 
 pub mod catalog;
 pub mod config;
+pub mod dba;
 pub mod decode;
 pub mod error;
+pub mod history;
 pub mod params;
+pub mod pool_stats;
 pub mod query;
 pub mod server;
 pub mod service;
