@@ -6,6 +6,8 @@ use std::time::Duration;
 use anyhow::{Result, bail};
 use clap::{Args as ClapArgs, ValueEnum};
 
+use crate::toolsets::Toolsets;
+
 /// Flags of `pgmcp-gateway` (each also readable from the env var shown in `--help`).
 #[derive(Debug, Clone, ClapArgs)]
 pub struct Args {
@@ -61,6 +63,12 @@ pub struct Args {
     #[arg(long, env = "PGMCP_WORKER_CONNECT_TIMEOUT_MS", default_value_t = 2_000)]
     pub worker_connect_timeout_ms: u64,
 
+    /// Toolsets to serve, comma-separated: `core` (the everyday tools),
+    /// `dba` (database_health, top_queries, analyze_table, vacuum_table),
+    /// `all`.
+    #[arg(long, env = "PGMCP_TOOLSETS", default_value = "core")]
+    pub toolsets: Vec<String>,
+
     /// Log format: `text` (human-readable) or `json`.
     #[arg(long, env = "PGMCP_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
@@ -92,6 +100,7 @@ pub struct Config {
     pub allowed_hosts: Option<Vec<String>>,
     pub limits: Limits,
     pub connect_timeout: Duration,
+    pub toolsets: Toolsets,
 }
 
 impl Config {
@@ -138,6 +147,7 @@ impl Config {
                 max_timeout_ms: args.max_timeout_ms,
             },
             connect_timeout: Duration::from_millis(args.worker_connect_timeout_ms),
+            toolsets: Toolsets::parse(&args.toolsets)?,
         })
     }
 }

@@ -12,7 +12,8 @@ use futures::StreamExt;
 use pgmcp_proto::error::ErrorKind;
 use pgmcp_proto::v1::worker_client::WorkerClient;
 use pgmcp_proto::v1::{
-    Column, InfoRequest, InfoResponse, QueryRequest, Summary, query_response::Part,
+    Column, HistoryRequest, HistoryResponse, InfoRequest, InfoResponse, QueryRequest, Summary,
+    query_response::Part,
 };
 use tonic::transport::{Channel, Endpoint};
 
@@ -118,6 +119,99 @@ impl Fleet {
             }
         });
         futures::future::join_all(probes).await
+    }
+
+    /// `History` of every worker (at most `limit` entries each; 0 for all),
+    /// by worker URL, in configuration order.
+    pub async fn histories(
+        &self,
+        limit: u32,
+        within: Duration,
+    ) -> Vec<(String, Result<HistoryResponse, GatewayError>)> {
+        let probes = self.workers.iter().map(|w| {
+            let mut client = w.client.clone();
+            let url = w.url.clone();
+            async move {
+                let mut req = tonic::Request::new(HistoryRequest { limit });
+                req.set_timeout(within);
+                let res = match tokio::time::timeout(within, client.history(req)).await {
+                    Ok(Ok(r)) => Ok(r.into_inner()),
+                    Ok(Err(s)) => Err(GatewayError::from(s)),
+                    Err(_) => Err(GatewayError::new(
+                        ErrorKind::Unavailable,
+                        "no answer in time",
+                    )),
+                };
+                (url, res)
+            }
+        });
+        futures::future::join_all(probes).await
+    }
+
+    /// Makes a unary call on a worker serving `database` and returns its
+    /// answer with the worker's URL. `call` gets a client and the time left;
+    /// it should set that as the request's timeout. A worker that cannot be
+    /// reached, or that does not serve `database`, passes the call to the
+    /// next one, so use this only for calls that are safe to repeat.
+    pub async fn unary<T, F, Fut>(
+        &self,
+        database: &str,
+        deadline: Duration,
+        call: F,
+    ) -> Result<(T, String), GatewayError>
+    where
+        F: Fn(WorkerClient<Channel>, Duration) -> Fut,
+        Fut: Future<Output = Result<tonic::Response<T>, tonic::Status>>,
+    {
+        let started = tokio::time::Instant::now();
+        let mut last_err = None;
+        let mut unknown = 0;
+        let candidates = self.candidates();
+        let n = candidates.len();
+        for worker in candidates {
+            let remaining = deadline.saturating_sub(started.elapsed());
+            if remaining.is_zero() {
+                break;
+            }
+            let answer =
+                tokio::time::timeout(remaining, call(worker.client.clone(), remaining)).await;
+            let err = match answer {
+                Ok(Ok(resp)) => return Ok((resp.into_inner(), worker.url.clone())),
+                Ok(Err(status)) => GatewayError::from(status),
+                Err(_) => {
+                    return Err(GatewayError::new(
+                        ErrorKind::Timeout,
+                        format!(
+                            "no answer from worker {} within {} ms",
+                            worker.url,
+                            deadline.as_millis()
+                        ),
+                    ));
+                }
+            };
+            match err.kind() {
+                ErrorKind::Unavailable if err.0.sqlstate.is_empty() => {
+                    tracing::warn!(worker = %worker.url, error = %err, "worker unavailable; trying the next one");
+                }
+                ErrorKind::UnknownDatabase => unknown += 1,
+                _ => return Err(err),
+            }
+            last_err = Some(err);
+        }
+        if unknown == n && n > 1 && !database.is_empty() {
+            return Err(GatewayError::new(
+                ErrorKind::UnknownDatabase,
+                format!(
+                    "no worker serves a database named `{database}`; list_databases shows the databases served"
+                ),
+            ));
+        }
+        Err(last_err.unwrap_or_else(|| {
+            GatewayError::new(
+                ErrorKind::Timeout,
+                "the deadline passed before any worker could be tried",
+            )
+        }))
     }
 
     /// Runs a read-only query on some worker and collects its result.

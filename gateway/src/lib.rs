@@ -3,16 +3,20 @@
 //! call to a worker. It holds no SQL of its own and no database credentials.
 //!
 //! Map: [`config`] (flags), [`server`] (the MCP handler), [`tools`] (one file
-//! per tool), [`fleet`] (workers and routing), [`errors`] (one error type and
-//! its explanations), [`render`] (text for the model), [`http`] (HTTP routes).
+//! per tool), [`toolsets`] (which tools are served), [`resources`] (one file
+//! per resource), [`fleet`] (workers and routing), [`errors`] (one error type
+//! and its explanations), [`render`] (text for the model), [`http`] (HTTP
+//! routes).
 
 pub mod config;
 pub mod errors;
 pub mod fleet;
 pub mod http;
 pub mod render;
+pub mod resources;
 pub mod server;
 pub mod tools;
+pub mod toolsets;
 
 use anyhow::{Context, Result};
 use rmcp::ServiceExt;
@@ -24,7 +28,11 @@ pub use server::PgMcp;
 /// Builds the MCP service for `config`.
 pub fn service(config: &Config) -> Result<PgMcp> {
     let fleet = fleet::Fleet::new(&config.workers, config.connect_timeout)?;
-    Ok(PgMcp::new(fleet, config.limits.clone()))
+    Ok(PgMcp::with_toolsets(
+        fleet,
+        config.limits.clone(),
+        config.toolsets,
+    ))
 }
 
 /// Runs a gateway with `args` until SIGINT or SIGTERM (or, with `--stdio`,

@@ -1,12 +1,25 @@
 //! MCP tools, one file each. Each file adds its own router to [`crate::server::PgMcp`].
 
+pub mod analyze_table;
+pub mod database_health;
+pub mod fleet_status;
+pub mod list_databases;
+mod maintenance;
 pub mod query;
+pub mod top_queries;
+pub mod vacuum_table;
+
+use std::sync::Arc;
 
 use pgmcp_proto::v1::{Param, param};
-use rmcp::model::{CallToolResult, ContentBlock};
+use rmcp::handler::server::common::schema_for_output;
+use rmcp::model::{CallToolResult, ContentBlock, JsonObject};
+use schemars::JsonSchema;
+use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::errors::GatewayError;
+use crate::server::PgMcp;
 
 /// Parses a tool's arguments; a mismatch is a tool error the model can fix.
 pub(crate) fn parse_args<T: DeserializeOwned>(
@@ -45,4 +58,88 @@ pub(crate) fn to_params(values: &[serde_json::Value]) -> Vec<Param> {
             Param { value: Some(value) }
         })
         .collect()
+}
+
+/// A successful result: `text` for the model, `value` as structuredContent.
+pub(crate) fn success<T: Serialize>(text: String, value: &T) -> CallToolResult {
+    let mut result = CallToolResult::success(vec![ContentBlock::text(text)]);
+    result.structured_content = Some(serde_json::to_value(value).unwrap_or_default());
+    result
+}
+
+/// `outputSchema` of a tool whose successful structuredContent is a `T`:
+/// either `T` or the `{"error": …}` object of [`error_result`], since
+/// clients validate the structuredContent of failed calls too.
+pub(crate) fn output_schema<T: JsonSchema + 'static>() -> Arc<JsonObject> {
+    let mut defs = JsonObject::new();
+    let mut branch = |schema: Arc<JsonObject>| {
+        let mut schema = (*schema).clone();
+        schema.remove("$schema");
+        if let Some(serde_json::Value::Object(d)) = schema.remove("$defs") {
+            defs.extend(d);
+        }
+        serde_json::Value::Object(schema)
+    };
+    let ok = branch(schema_for_output::<T>());
+    let err = branch(schema_for_output::<ErrorEnvelope>());
+    let mut root = JsonObject::new();
+    root.insert("type".into(), "object".into());
+    root.insert("anyOf".into(), serde_json::Value::Array(vec![ok, err]));
+    if !defs.is_empty() {
+        root.insert("$defs".into(), serde_json::Value::Object(defs));
+    }
+    Arc::new(root)
+}
+
+/// The structuredContent of a failed call (see `GatewayError::to_json`).
+#[derive(Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ErrorEnvelope {
+    error: ErrorBody,
+}
+
+/// What went wrong, in the terms of the error taxonomy.
+#[derive(Serialize, JsonSchema)]
+pub(crate) struct ErrorBody {
+    /// Error kind, e.g. `read_only`, `undefined_object`, `timeout`.
+    kind: String,
+    message: String,
+    /// True when the call changed nothing and may be repeated as is.
+    retry_safe: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    sqlstate: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    detail: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    hint: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    database: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    schema: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    table: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    column: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    constraint: Option<String>,
+    /// 1-based character position in the SQL.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    position: Option<u32>,
+}
+
+impl PgMcp {
+    /// A call's statement timeout: the default when not given, else checked
+    /// against the gateway's limit.
+    pub(crate) fn timeout_ms(&self, asked: Option<u32>) -> Result<u32, GatewayError> {
+        let limits = &self.shared.limits;
+        match asked {
+            None => Ok(limits.default_timeout_ms),
+            Some(0) => Err(GatewayError::invalid("timeout_ms must be at least 1")),
+            Some(t) if t > limits.max_timeout_ms => Err(GatewayError::invalid(format!(
+                "timeout_ms is {t}, over the limit of {} ms",
+                limits.max_timeout_ms
+            ))),
+            Some(t) => Ok(t),
+        }
+    }
 }
