@@ -232,7 +232,11 @@ impl Fleet {
             match tokio::time::timeout(remaining, query_one(worker, req.clone(), remaining)).await {
                 Ok(Ok(outcome)) => return Ok(outcome),
                 Ok(Err(Attempt::Retryable(err))) => {
-                    tracing::warn!(worker = %worker.url, error = %err, "worker unavailable; trying the next one");
+                    if err.kind() == ErrorKind::UnknownDatabase {
+                        tracing::debug!(worker = %worker.url, error = %err, "worker does not serve the database; trying the next one");
+                    } else {
+                        tracing::warn!(worker = %worker.url, error = %err, "worker unavailable; trying the next one");
+                    }
                     tried.push(worker.url.clone());
                     last_err = Some(err);
                 }
@@ -262,13 +266,20 @@ impl Fleet {
                 err.0.message
             );
         }
+        if err.kind() == ErrorKind::UnknownDatabase && tried.len() > 1 {
+            err.0.message = format!(
+                "no worker serves a database named `{}`; list_databases shows the databases served",
+                req.database
+            );
+        }
         Err(err)
     }
 }
 
 enum Attempt {
     /// Failed before any row arrived because the worker could not be
-    /// reached; another worker may serve the read.
+    /// reached or does not serve the database; another worker may serve
+    /// the read.
     Retryable(GatewayError),
     Final(GatewayError),
 }
@@ -285,13 +296,14 @@ async fn query_one(
         Ok(r) => r.into_inner(),
         Err(status) => {
             let err = GatewayError::from(status);
-            return Err(
-                if err.kind() == ErrorKind::Unavailable && err.0.sqlstate.is_empty() {
-                    Attempt::Retryable(err)
-                } else {
-                    Attempt::Final(err)
-                },
-            );
+            // Unreachable, or serving other databases: another worker may serve it.
+            let elsewhere = (err.kind() == ErrorKind::Unavailable && err.0.sqlstate.is_empty())
+                || err.kind() == ErrorKind::UnknownDatabase;
+            return Err(if elsewhere {
+                Attempt::Retryable(err)
+            } else {
+                Attempt::Final(err)
+            });
         }
     };
     let mut out = QueryOutcome {
