@@ -68,63 +68,71 @@ pub(crate) fn success<T: Serialize>(text: String, value: &T) -> CallToolResult {
 }
 
 /// `outputSchema` of a tool whose successful structuredContent is a `T`:
-/// either `T` or the `{"error": …}` object of [`error_result`], since
-/// clients validate the structuredContent of failed calls too.
+/// either `T` or the `{"error": {"kind", "message", …}}` object of
+/// [`error_result`], since clients validate the structuredContent of failed
+/// calls too. Kept compact, since every listed tool costs the model
+/// context: no `format`/`minimum` annotations, no type-level descriptions
+/// (field descriptions stay).
 pub(crate) fn output_schema<T: JsonSchema + 'static>() -> Arc<JsonObject> {
-    let mut defs = JsonObject::new();
-    let mut branch = |schema: Arc<JsonObject>| {
-        let mut schema = (*schema).clone();
-        schema.remove("$schema");
-        if let Some(serde_json::Value::Object(d)) = schema.remove("$defs") {
-            defs.extend(d);
-        }
-        serde_json::Value::Object(schema)
-    };
-    let ok = branch(schema_for_output::<T>());
-    let err = branch(schema_for_output::<ErrorEnvelope>());
+    let mut ok = (*schema_for_output::<T>()).clone();
+    ok.remove("$schema");
+    let defs = ok.remove("$defs");
+    let error = serde_json::json!({
+        "type": "object",
+        "required": ["error"],
+        "properties": {"error": {
+            "type": "object",
+            "required": ["kind", "message"],
+            "properties": {"kind": {"type": "string"}, "message": {"type": "string"}}
+        }}
+    });
     let mut root = JsonObject::new();
     root.insert("type".into(), "object".into());
-    root.insert("anyOf".into(), serde_json::Value::Array(vec![ok, err]));
-    if !defs.is_empty() {
+    root.insert(
+        "anyOf".into(),
+        serde_json::Value::Array(vec![serde_json::Value::Object(ok), error]),
+    );
+    if let Some(serde_json::Value::Object(mut defs)) = defs {
+        for def in defs.values_mut() {
+            if let serde_json::Value::Object(d) = def {
+                d.remove("description");
+            }
+        }
         root.insert("$defs".into(), serde_json::Value::Object(defs));
     }
-    Arc::new(root)
+    let mut root = serde_json::Value::Object(root);
+    compact(&mut root);
+    match root {
+        serde_json::Value::Object(o) => Arc::new(o),
+        _ => Arc::new(JsonObject::new()),
+    }
 }
 
-/// The structuredContent of a failed call (see `GatewayError::to_json`).
-#[derive(Serialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct ErrorEnvelope {
-    error: ErrorBody,
-}
-
-/// What went wrong, in the terms of the error taxonomy.
-#[derive(Serialize, JsonSchema)]
-pub(crate) struct ErrorBody {
-    /// Error kind, e.g. `read_only`, `undefined_object`, `timeout`.
-    kind: String,
-    message: String,
-    /// True when the call changed nothing and may be repeated as is.
-    retry_safe: bool,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    sqlstate: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    detail: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    hint: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    database: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    schema: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    table: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    column: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    constraint: Option<String>,
-    /// 1-based character position in the SQL.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    position: Option<u32>,
+/// Drops annotations that do not change what validates for a model's
+/// purposes (`format`, `minimum: 0`), recursing through subschemas.
+fn compact(schema: &mut serde_json::Value) {
+    let serde_json::Value::Object(o) = schema else {
+        return;
+    };
+    o.remove("format");
+    if o.get("minimum") == Some(&serde_json::json!(0)) {
+        o.remove("minimum");
+    }
+    for key in ["properties", "$defs"] {
+        if let Some(serde_json::Value::Object(map)) = o.get_mut(key) {
+            map.values_mut().for_each(compact);
+        }
+    }
+    for key in ["anyOf", "oneOf", "allOf"] {
+        if let Some(serde_json::Value::Array(list)) = o.get_mut(key) {
+            list.iter_mut().for_each(compact);
+        }
+    }
+    for key in ["items", "additionalProperties"] {
+        if let Some(sub) = o.get_mut(key) {
+            compact(sub);
+        }
+    }
 }
 
 impl PgMcp {

@@ -5,6 +5,10 @@
 //! pooled connection; each check runs under a savepoint so that one failing
 //! (for lack of a privilege, say) is reported as `unknown` without spoiling
 //! the others. The thresholds are documented in docs/tools.md.
+//!
+//! No check opens a user table or index: sizes come from `pg_class.relpages`
+//! (as of the last VACUUM, ANALYZE or CREATE INDEX), so a check never waits
+//! behind a lock; `lock_timeout` guards the few catalog locks taken.
 
 use pgmcp_proto::error::ErrorKind;
 use pgmcp_proto::v1::{DatabaseHealthResponse, HealthCheck, HealthStatus};
@@ -39,6 +43,14 @@ fn judged(status: HealthStatus, summary: impl Into<String>) -> Judgement {
 /// Runs every check against `target`.
 pub async fn run(target: &Target, timeout_ms: u32) -> Result<DatabaseHealthResponse, WorkerError> {
     let mut session = Session::begin(target, Access::ReadOnly, timeout_ms).await?;
+    if let Err(e) = sqlx::raw_sql("SET LOCAL lock_timeout = 2000")
+        .execute(session.conn())
+        .await
+    {
+        let err = WorkerError::from(e);
+        session.end_after(target, Some(&err)).await;
+        return Err(err);
+    }
     let mut checks = Vec::with_capacity(CHECKS.len());
     for check in CHECKS {
         match run_check(session.conn(), check).await {
@@ -177,7 +189,7 @@ const CHECKS: &[Check] = &[
         name: "invalid_indexes",
         sql: "SELECT coalesce(json_agg(x ORDER BY x.index), '[]'::json)::text FROM ( \
                 SELECT i.indexrelid::regclass::text AS index, i.indrelid::regclass::text AS table, \
-                       pg_relation_size(i.indexrelid) AS bytes, pg_get_indexdef(i.indexrelid) AS definition \
+                       c.relpages::bigint * current_setting('block_size')::bigint AS bytes, pg_get_indexdef(i.indexrelid) AS definition \
                 FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid \
                 JOIN pg_namespace n ON n.oid = c.relnamespace \
                 WHERE NOT i.indisvalid \
@@ -190,8 +202,9 @@ const CHECKS: &[Check] = &[
                 'stats_reset', (SELECT stats_reset FROM pg_stat_database WHERE datname = current_database()), \
                 'indexes', coalesce(json_agg(x ORDER BY x.bytes DESC, x.index), '[]'::json))::text FROM ( \
                 SELECT s.indexrelid::regclass::text AS index, s.relid::regclass::text AS table, \
-                       pg_relation_size(s.indexrelid) AS bytes, s.idx_scan AS scans \
+                       c.relpages::bigint * current_setting('block_size')::bigint AS bytes, s.idx_scan AS scans \
                 FROM pg_stat_user_indexes s JOIN pg_index i ON i.indexrelid = s.indexrelid \
+                JOIN pg_class c ON c.oid = s.indexrelid \
                 WHERE s.idx_scan = 0 AND NOT i.indisunique AND NOT i.indisprimary AND i.indisvalid \
                   AND NOT EXISTS (SELECT 1 FROM pg_constraint c WHERE c.conindid = s.indexrelid)) x",
         judge: judge_unused_indexes,
@@ -199,7 +212,7 @@ const CHECKS: &[Check] = &[
     Check {
         name: "duplicate_indexes",
         sql: "WITH idx AS ( \
-                SELECT i.indexrelid, i.indrelid, c.relam, i.indnkeyatts AS nkeys, \
+                SELECT i.indexrelid, i.indrelid, c.relam, c.relpages, i.indnkeyatts AS nkeys, \
                        (string_to_array(i.indkey::text, ' ')::int[])[1:i.indnkeyatts] AS keys, \
                        string_to_array(i.indclass::text, ' ')::oid[] AS classes, \
                        i.indcollation::text AS collations, \
@@ -215,7 +228,7 @@ const CHECKS: &[Check] = &[
                        a.indrelid::regclass::text AS table, a.indexrelid::regclass::text AS index, \
                        b.indexrelid::regclass::text AS covered_by, \
                        CASE WHEN a.keys = b.keys THEN 'identical' ELSE 'prefix' END AS kind, \
-                       pg_relation_size(a.indexrelid) AS bytes, pg_get_indexdef(a.indexrelid) AS definition \
+                       a.relpages::bigint * current_setting('block_size')::bigint AS bytes, pg_get_indexdef(a.indexrelid) AS definition \
                 FROM idx a JOIN idx b ON a.indrelid = b.indrelid AND a.indexrelid <> b.indexrelid \
                      AND a.relam = b.relam AND a.pred = b.pred AND a.exprs = b.exprs \
                 WHERE (a.keys = b.keys AND a.classes = b.classes AND a.collations = b.collations \
