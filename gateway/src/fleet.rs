@@ -149,10 +149,13 @@ impl Fleet {
     }
 
     /// Makes a unary call on a worker serving `database` and returns its
-    /// answer with the worker's URL. `call` gets a client and the time left;
-    /// it should set that as the request's timeout. A worker that cannot be
-    /// reached, or that does not serve `database`, passes the call to the
-    /// next one, so use this only for calls that are safe to repeat.
+    /// answer with the worker's URL. `call` gets a client, the time left
+    /// (to set as the request's timeout) and the database to name. A worker
+    /// that cannot be reached, or that does not serve `database`, passes the
+    /// call to the next one, so use this only for calls that are safe to
+    /// repeat. An empty `database` is resolved first when the fleet has
+    /// several workers: it stands for the fleet's only database, and is an
+    /// error when the workers serve several.
     pub async fn unary<T, F, Fut>(
         &self,
         database: &str,
@@ -160,10 +163,17 @@ impl Fleet {
         call: F,
     ) -> Result<(T, String), GatewayError>
     where
-        F: Fn(WorkerClient<Channel>, Duration) -> Fut,
+        F: Fn(WorkerClient<Channel>, Duration, String) -> Fut,
         Fut: Future<Output = Result<tonic::Response<T>, tonic::Status>>,
     {
         let started = tokio::time::Instant::now();
+        let database = if database.is_empty() && self.workers.len() > 1 {
+            self.only_database(deadline.min(Duration::from_secs(2)))
+                .await?
+        } else {
+            database.to_string()
+        };
+        let database = database.as_str();
         let mut last_err = None;
         let mut unknown = 0;
         let candidates = self.candidates();
@@ -173,8 +183,11 @@ impl Fleet {
             if remaining.is_zero() {
                 break;
             }
-            let answer =
-                tokio::time::timeout(remaining, call(worker.client.clone(), remaining)).await;
+            let answer = tokio::time::timeout(
+                remaining,
+                call(worker.client.clone(), remaining, database.to_string()),
+            )
+            .await;
             let err = match answer {
                 Ok(Ok(resp)) => return Ok((resp.into_inner(), worker.url.clone())),
                 Ok(Err(status)) => GatewayError::from(status),
@@ -212,6 +225,36 @@ impl Fleet {
                 "the deadline passed before any worker could be tried",
             )
         }))
+    }
+
+    /// The one database name the reachable workers serve; an error naming
+    /// them when there are several (or none).
+    async fn only_database(&self, within: Duration) -> Result<String, GatewayError> {
+        let mut names: Vec<String> = Vec::new();
+        for (_, info) in self.infos(within).await {
+            for t in info.map(|i| i.targets).unwrap_or_default() {
+                if !names.contains(&t.name) {
+                    names.push(t.name);
+                }
+            }
+        }
+        match names.as_slice() {
+            [only] => Ok(only.clone()),
+            [] => Err(GatewayError::new(
+                ErrorKind::Unavailable,
+                "no worker answered, so no database can be reached",
+            )),
+            _ => {
+                names.sort();
+                Err(GatewayError::new(
+                    ErrorKind::UnknownDatabase,
+                    format!(
+                        "several databases are served ({}); name one with `database`",
+                        names.join(", ")
+                    ),
+                ))
+            }
+        }
     }
 
     /// Runs a read-only query on some worker and collects its result.

@@ -571,6 +571,14 @@ async fn analyze_and_vacuum_respect_modes_names_and_privileges() -> Result<()> {
         text(&res)
     );
 
+    // The health checks need no privilege beyond reading the catalogs.
+    let s = dba
+        .ok("database_health", json!({"database": "reader"}))
+        .await?;
+    for c in s["checks"].as_array().context("checks")? {
+        assert_ne!(c["status"], "unknown", "{c}");
+    }
+
     // Bad arguments.
     let res = dba.call("vacuum_table", json!({"database": "rw"})).await?;
     assert!(is_error(&res));

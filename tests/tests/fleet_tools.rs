@@ -149,6 +149,27 @@ async fn list_databases_spans_the_fleet_and_names_a_down_worker() -> Result<()> 
         "{}",
         text(&res)
     );
+
+    // DBA calls go to the worker serving the database; without one named,
+    // a fleet serving several is an error, not a guess.
+    let dba = InProcessGateway::start(
+        &[f.alpha.url(), f.beta.url(), f.dead.clone()],
+        &["--toolsets", "all"],
+    )
+    .await?;
+    let client = mcp::http_client(&dba.mcp_url()).await?;
+    for db in ["beta", "alpha", "beta"] {
+        let res = mcp::call_tool(&client, "top_queries", json!({"database": db})).await?;
+        assert!(!is_error(&res), "{}", text(&res));
+        assert_eq!(structured(&res)["database"], db);
+    }
+    let res = mcp::call_tool(&client, "database_health", json!({})).await?;
+    assert!(is_error(&res));
+    assert!(
+        text(&res).contains("several databases are served (alpha, beta)"),
+        "{}",
+        text(&res)
+    );
     Ok(())
 }
 

@@ -76,9 +76,9 @@ the statements that cost the most.",
         let answer = self
             .shared
             .fleet
-            .unary(&database, deadline, |mut client, left| {
+            .unary(&database, deadline, |mut client, left, database| {
                 let mut req = tonic::Request::new(DatabaseHealthRequest {
-                    database: database.clone(),
+                    database,
                     timeout_ms,
                 });
                 req.set_timeout(left);

@@ -60,9 +60,9 @@ impl PgMcp {
         let answer = self
             .shared
             .fleet
-            .unary(&database, deadline, |mut client, left| {
+            .unary(&database, deadline, |mut client, left, database| {
                 let mut req = tonic::Request::new(MaintainTableRequest {
-                    database: database.clone(),
+                    database,
                     table: table.clone(),
                     operation: op as i32,
                     timeout_ms,

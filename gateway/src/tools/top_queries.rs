@@ -117,9 +117,9 @@ enable it. Read-only.",
         let answer = self
             .shared
             .fleet
-            .unary(&database, deadline, |mut client, left| {
+            .unary(&database, deadline, |mut client, left, database| {
                 let mut req = tonic::Request::new(TopQueriesRequest {
-                    database: database.clone(),
+                    database,
                     order_by: order as i32,
                     limit,
                 });
