@@ -124,6 +124,13 @@ async fn list_databases_spans_the_fleet_and_names_a_down_worker() -> Result<()> 
     assert_eq!(s["unreachable_workers"][0]["url"], json!(f.dead), "{s}");
     let t = text(&res);
     assert!(t.contains("alpha (read-only"), "{t}");
+    let res = call(&f.client, "list_databases", json!({"filter": "a"})).await?;
+    assert!(is_error(&res));
+    assert!(
+        text(&res).contains("unknown field `filter`"),
+        "{}",
+        text(&res)
+    );
     assert!(t.contains("Unreachable worker"), "{t}");
 
     // With a worker per database, `query` reaches the one serving it.

@@ -7,15 +7,15 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use pgmcp_proto::v1::{AccessMode, PoolStats, WorkerHealth};
-use rmcp::handler::server::common::schema_for_empty_input;
-use rmcp::model::CallToolResult;
+use rmcp::handler::server::common::schema_for_type;
+use rmcp::model::{CallToolResult, JsonObject};
 use rmcp::{tool, tool_router};
 use schemars::JsonSchema;
 use serde::Serialize;
 
 use crate::fleet::Fleet;
 use crate::server::PgMcp;
-use crate::tools::{output_schema, success};
+use crate::tools::{NoArgs, error_result, output_schema, parse_args, success};
 
 /// How long a worker has to answer `Info`.
 pub(crate) const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
@@ -116,11 +116,14 @@ health (serving/draining), version and, per database, connection pool size, idle
 per PostgreSQL server, the connections the fleet may open against the server's max_connections, with warnings. \
 Use it when calls fail with 'worker unavailable' or 'database busy', or to check capacity. For just the list of \
 databases use list_databases. Takes no arguments; reads no table data.",
-        input_schema = schema_for_empty_input(),
+        input_schema = schema_for_type::<NoArgs>(),
         output_schema = output_schema::<FleetStatus>(),
         annotations(title = "Fleet status", read_only_hint = true, destructive_hint = false, idempotent_hint = true, open_world_hint = false)
     )]
-    pub async fn fleet_status(&self) -> CallToolResult {
+    pub async fn fleet_status(&self, args: JsonObject) -> CallToolResult {
+        if let Err(e) = parse_args::<NoArgs>(args) {
+            return error_result(&e, None);
+        }
         let status = snapshot(&self.shared.fleet).await;
         success(render(&status), &status)
     }

@@ -1,15 +1,15 @@
 //! `list_databases`: the database targets served across the fleet, and
 //! which workers serve each.
 
-use rmcp::handler::server::common::schema_for_empty_input;
-use rmcp::model::CallToolResult;
+use rmcp::handler::server::common::schema_for_type;
+use rmcp::model::{CallToolResult, JsonObject};
 use rmcp::{tool, tool_router};
 use schemars::JsonSchema;
 use serde::Serialize;
 
 use crate::server::PgMcp;
 use crate::tools::fleet_status::{PROBE_TIMEOUT, mode_name};
-use crate::tools::{output_schema, success};
+use crate::tools::{NoArgs, error_result, output_schema, parse_args, success};
 
 /// The databases callers can name.
 #[derive(Debug, Serialize, JsonSchema)]
@@ -59,11 +59,14 @@ impl PgMcp {
 tools, whether it is read-only or read-write, the PostgreSQL database name and version, and which workers serve it. \
 Call it first when you do not know which database to use, or when a tool says the database is unknown. \
 Takes no arguments; reads no table data.",
-        input_schema = schema_for_empty_input(),
+        input_schema = schema_for_type::<NoArgs>(),
         output_schema = output_schema::<Databases>(),
         annotations(title = "List databases", read_only_hint = true, destructive_hint = false, idempotent_hint = true, open_world_hint = false)
     )]
-    pub async fn list_databases(&self) -> CallToolResult {
+    pub async fn list_databases(&self, args: JsonObject) -> CallToolResult {
+        if let Err(e) = parse_args::<NoArgs>(args) {
+            return error_result(&e, None);
+        }
         let infos = self.shared.fleet.infos(PROBE_TIMEOUT).await;
         let mut databases: Vec<DatabaseEntry> = Vec::new();
         let mut unreachable = Vec::new();

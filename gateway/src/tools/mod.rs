@@ -60,6 +60,11 @@ pub(crate) fn to_params(values: &[serde_json::Value]) -> Vec<Param> {
         .collect()
 }
 
+/// Arguments of a tool that takes none: anything else is an error.
+#[derive(Debug, serde::Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NoArgs {}
+
 /// A successful result: `text` for the model, `value` as structuredContent.
 pub(crate) fn success<T: Serialize>(text: String, value: &T) -> CallToolResult {
     let mut result = CallToolResult::success(vec![ContentBlock::text(text)]);
