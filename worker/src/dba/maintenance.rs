@@ -121,8 +121,11 @@ async fn vacuum(
     timeout_ms: u32,
 ) -> Result<MaintainTableResponse, WorkerError> {
     let mut conn = target.waiters.wait(target.pool.acquire()).await?;
-    let result = async {
+    // True while the session's statement_timeout differs from its default.
+    let mut timeout_set = false;
+    let result: Result<MaintainTableResponse, WorkerError> = async {
         let (name, before) = resolve(target, &mut conn, table, "VACUUM").await?;
+        timeout_set = true;
         // A number only.
         sqlx::raw_sql(AssertSqlSafe(format!(
             "SET statement_timeout = {timeout_ms}"
@@ -143,6 +146,7 @@ async fn vacuum(
         sqlx::raw_sql("RESET statement_timeout")
             .execute(&mut *conn)
             .await?;
+        timeout_set = false;
         ran?;
         let after = stats(&mut conn, &name).await?;
         Ok(MaintainTableResponse {
@@ -155,8 +159,10 @@ async fn vacuum(
         })
     }
     .await;
-    if result.is_err() {
-        // The session's state is in doubt (a timeout may be left set).
+    if let Err(err) = &result
+        && (timeout_set || err.kind() == ErrorKind::Connection)
+    {
+        // The session's state is in doubt: do not lend it out again.
         drop(conn.detach());
     }
     result
