@@ -34,6 +34,12 @@ pub struct Cluster {
 impl Cluster {
     /// Creates and starts a cluster; returns once it accepts connections.
     pub fn start() -> Result<Self> {
+        Self::start_with(&[])
+    }
+
+    /// As [`Cluster::start`], with extra `postgres` arguments appended to
+    /// the usual ones, e.g. `["-c", "shared_preload_libraries=pg_stat_statements"]`.
+    pub fn start_with(extra_args: &[&str]) -> Result<Self> {
         let bin = find_bindir()?;
         let run_as = run_as_user()?;
         let dir = tempfile::Builder::new()
@@ -74,7 +80,7 @@ impl Cluster {
         let mut last_err = None;
         for _ in 0..5 {
             let port = free_port()?;
-            match start_server(&bin, &data, dir.path(), port, run_as.as_ref()) {
+            match start_server(&bin, &data, dir.path(), port, run_as.as_ref(), extra_args) {
                 Ok(server) => {
                     return Ok(Cluster {
                         dir: Some(dir),
@@ -141,6 +147,7 @@ fn start_server(
     socket_dir: &Path,
     port: u16,
     run_as: Option<&User>,
+    extra_args: &[&str],
 ) -> Result<Child> {
     let log = socket_dir.join(format!("postgres-{port}.log"));
     let log_file = std::fs::File::create(&log).context("creating the PostgreSQL log file")?;
@@ -168,6 +175,7 @@ fn start_server(
             "-c",
             "shared_buffers=32MB",
         ])
+        .args(extra_args)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(log_file)

@@ -11,7 +11,7 @@ use rmcp::ErrorData;
 use rmcp::model::{CompleteRequestParams, CompleteResult, CompletionInfo, Reference};
 
 use crate::errors::GatewayError;
-use crate::resources::{SCHEMA_TABLE_TEMPLATE, TABLE_TEMPLATE};
+use crate::resources::schema::{SCHEMA_TABLE_TEMPLATE, TABLE_TEMPLATE};
 use crate::server::PgMcp;
 use crate::tools::catalog_deadline;
 

@@ -6,6 +6,8 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use clap::{Args as ClapArgs, ValueEnum};
 
+use crate::toolsets::Toolsets;
+
 /// Flags of `pgmcp-gateway` (each also readable from the env var shown in `--help`).
 #[derive(Debug, Clone, ClapArgs)]
 pub struct Args {
@@ -90,6 +92,11 @@ pub struct Args {
     /// Most rows in one `bulk_insert` call.
     #[arg(long, env = "PGMCP_MAX_BULK_ROWS", default_value_t = 100_000)]
     pub max_bulk_rows: usize,
+    /// Toolsets to serve, comma-separated: `core` (the everyday tools),
+    /// `dba` (database_health, top_queries, analyze_table, vacuum_table),
+    /// `all`.
+    #[arg(long, env = "PGMCP_TOOLSETS", default_value = "core")]
+    pub toolsets: Vec<String>,
 
     /// Log format: `text` (human-readable) or `json`.
     #[arg(long, env = "PGMCP_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
@@ -129,6 +136,7 @@ pub struct Config {
     /// Cursor signing key; `None` = random per process.
     pub cursor_secret: Option<Vec<u8>>,
     pub cursor_ttl: Duration,
+    pub toolsets: Toolsets,
 }
 
 impl Config {
@@ -196,6 +204,7 @@ impl Config {
             connect_timeout: Duration::from_millis(args.worker_connect_timeout_ms),
             cursor_secret,
             cursor_ttl: Duration::from_secs(args.cursor_ttl_s.max(1)),
+            toolsets: Toolsets::parse(&args.toolsets)?,
         })
     }
 }

@@ -12,7 +12,8 @@ use futures::StreamExt;
 use pgmcp_proto::error::ErrorKind;
 use pgmcp_proto::v1::worker_client::WorkerClient;
 use pgmcp_proto::v1::{
-    Column, InfoRequest, InfoResponse, QueryRequest, Summary, query_response::Part,
+    Column, HistoryRequest, HistoryResponse, InfoRequest, InfoResponse, QueryRequest, Summary,
+    query_response::Part,
 };
 use tonic::transport::{Channel, Endpoint};
 
@@ -204,6 +205,142 @@ impl Fleet {
         Err(err)
     }
 
+    /// `History` of every worker (at most `limit` entries each; 0 for all),
+    /// by worker URL, in configuration order.
+    pub async fn histories(
+        &self,
+        limit: u32,
+        within: Duration,
+    ) -> Vec<(String, Result<HistoryResponse, GatewayError>)> {
+        let probes = self.workers.iter().map(|w| {
+            let mut client = w.client.clone();
+            let url = w.url.clone();
+            async move {
+                let mut req = tonic::Request::new(HistoryRequest { limit });
+                req.set_timeout(within);
+                let res = match tokio::time::timeout(within, client.history(req)).await {
+                    Ok(Ok(r)) => Ok(r.into_inner()),
+                    Ok(Err(s)) => Err(GatewayError::from(s)),
+                    Err(_) => Err(GatewayError::new(
+                        ErrorKind::Unavailable,
+                        "no answer in time",
+                    )),
+                };
+                (url, res)
+            }
+        });
+        futures::future::join_all(probes).await
+    }
+
+    /// Makes a unary call on a worker serving `database` and returns its
+    /// answer with the worker's URL. `call` gets a client, the time left
+    /// (to set as the request's timeout) and the database to name. A worker
+    /// that cannot be reached, or that does not serve `database`, passes the
+    /// call to the next one, so use this only for calls that are safe to
+    /// repeat. An empty `database` is resolved first when the fleet has
+    /// several workers: it stands for the fleet's only database, and is an
+    /// error when the workers serve several.
+    pub async fn unary_db<T, F, Fut>(
+        &self,
+        database: &str,
+        deadline: Duration,
+        call: F,
+    ) -> Result<(T, String), GatewayError>
+    where
+        F: Fn(WorkerClient<Channel>, Duration, String) -> Fut,
+        Fut: Future<Output = Result<tonic::Response<T>, tonic::Status>>,
+    {
+        let started = tokio::time::Instant::now();
+        let database = if database.is_empty() && self.workers.len() > 1 {
+            self.only_database(deadline.min(Duration::from_secs(2)))
+                .await?
+        } else {
+            database.to_string()
+        };
+        let database = database.as_str();
+        let mut last_err = None;
+        let mut unknown = 0;
+        let candidates = self.candidates();
+        let n = candidates.len();
+        for worker in candidates {
+            let remaining = deadline.saturating_sub(started.elapsed());
+            if remaining.is_zero() {
+                break;
+            }
+            let answer = tokio::time::timeout(
+                remaining,
+                call(worker.client.clone(), remaining, database.to_string()),
+            )
+            .await;
+            let err = match answer {
+                Ok(Ok(resp)) => return Ok((resp.into_inner(), worker.url.clone())),
+                Ok(Err(status)) => GatewayError::from(status),
+                Err(_) => {
+                    return Err(GatewayError::new(
+                        ErrorKind::Timeout,
+                        format!(
+                            "no answer from worker {} within {} ms",
+                            worker.url,
+                            deadline.as_millis()
+                        ),
+                    ));
+                }
+            };
+            match err.kind() {
+                ErrorKind::Unavailable if err.0.sqlstate.is_empty() => {
+                    tracing::warn!(worker = %worker.url, error = %err, "worker unavailable; trying the next one");
+                }
+                ErrorKind::UnknownDatabase => unknown += 1,
+                _ => return Err(err),
+            }
+            last_err = Some(err);
+        }
+        if unknown == n && n > 1 && !database.is_empty() {
+            return Err(GatewayError::new(
+                ErrorKind::UnknownDatabase,
+                format!(
+                    "no worker serves a database named `{database}`; list_databases shows the databases served"
+                ),
+            ));
+        }
+        Err(last_err.unwrap_or_else(|| {
+            GatewayError::new(
+                ErrorKind::Timeout,
+                "the deadline passed before any worker could be tried",
+            )
+        }))
+    }
+
+    /// The one database name the reachable workers serve; an error naming
+    /// them when there are several (or none).
+    async fn only_database(&self, within: Duration) -> Result<String, GatewayError> {
+        let mut names: Vec<String> = Vec::new();
+        for (_, info) in self.infos(within).await {
+            for t in info.map(|i| i.targets).unwrap_or_default() {
+                if !names.contains(&t.name) {
+                    names.push(t.name);
+                }
+            }
+        }
+        match names.as_slice() {
+            [only] => Ok(only.clone()),
+            [] => Err(GatewayError::new(
+                ErrorKind::Unavailable,
+                "no worker answered, so no database can be reached",
+            )),
+            _ => {
+                names.sort();
+                Err(GatewayError::new(
+                    ErrorKind::UnknownDatabase,
+                    format!(
+                        "several databases are served ({}); name one with `database`",
+                        names.join(", ")
+                    ),
+                ))
+            }
+        }
+    }
+
     /// Runs a read-only query on some worker and collects its result.
     /// `deadline` bounds the whole call, including waiting for a connection.
     pub async fn query(
@@ -222,7 +359,11 @@ impl Fleet {
             match tokio::time::timeout(remaining, query_one(worker, req.clone(), remaining)).await {
                 Ok(Ok(outcome)) => return Ok(outcome),
                 Ok(Err(Attempt::Retryable(err))) => {
-                    tracing::warn!(worker = %worker.url, error = %err, "worker unavailable; trying the next one");
+                    if err.kind() == ErrorKind::UnknownDatabase {
+                        tracing::debug!(worker = %worker.url, error = %err, "worker does not serve the database; trying the next one");
+                    } else {
+                        tracing::warn!(worker = %worker.url, error = %err, "worker unavailable; trying the next one");
+                    }
                     tried.push(worker.url.clone());
                     last_err = Some(err);
                 }
@@ -252,6 +393,12 @@ impl Fleet {
                 err.0.message
             );
         }
+        if err.kind() == ErrorKind::UnknownDatabase && tried.len() > 1 {
+            err.0.message = format!(
+                "no worker serves a database named `{}`; list_databases shows the databases served",
+                req.database
+            );
+        }
         Err(err)
     }
 }
@@ -267,7 +414,8 @@ pub enum Retry {
 
 enum Attempt {
     /// Failed before any row arrived because the worker could not be
-    /// reached; another worker may serve the read.
+    /// reached or does not serve the database; another worker may serve
+    /// the read.
     Retryable(GatewayError),
     Final(GatewayError),
 }
@@ -284,13 +432,14 @@ async fn query_one(
         Ok(r) => r.into_inner(),
         Err(status) => {
             let err = GatewayError::from(status);
-            return Err(
-                if err.kind() == ErrorKind::Unavailable && err.0.sqlstate.is_empty() {
-                    Attempt::Retryable(err)
-                } else {
-                    Attempt::Final(err)
-                },
-            );
+            // Unreachable, or serving other databases: another worker may serve it.
+            let elsewhere = (err.kind() == ErrorKind::Unavailable && err.0.sqlstate.is_empty())
+                || err.kind() == ErrorKind::UnknownDatabase;
+            return Err(if elsewhere {
+                Attempt::Retryable(err)
+            } else {
+                Attempt::Final(err)
+            });
         }
     };
     let mut out = QueryOutcome {

@@ -3,12 +3,13 @@
 //! call to a worker. It holds no SQL of its own and no database credentials.
 //!
 //! Map: [`config`] (flags), [`server`] (the MCP handler), [`tools`] (one file
-//! per tool), [`cursor`] (signed pagination cursors), [`fleet`] (workers and
-//! routing), [`errors`] (one error type and its explanations), [`render`]
-//! (text for the model), [`http`] (HTTP routes), [`catalog`] (shapes of
-//! schemas, tables and table descriptions), [`resources`] (`schema://`
-//! resources), [`completions`] (argument completion), [`prompts`],
-//! [`listing_cursor`] (cursors of catalog listings).
+//! per tool), [`toolsets`] (which tools are served), [`cursor`] (signed
+//! pagination cursors), [`fleet`] (workers and routing), [`errors`] (one
+//! error type and its explanations), [`render`] (text for the model),
+//! [`http`] (HTTP routes), [`catalog`] (shapes of schemas, tables and table
+//! descriptions), [`resources`] (one file per resource), [`completions`]
+//! (argument completion), [`prompts`], [`listing_cursor`] (cursors of
+//! catalog listings).
 
 pub mod catalog;
 pub mod completions;
@@ -23,6 +24,7 @@ pub mod render;
 pub mod resources;
 pub mod server;
 pub mod tools;
+pub mod toolsets;
 
 use anyhow::{Context, Result};
 use rmcp::ServiceExt;
@@ -46,7 +48,12 @@ pub fn service(config: &Config) -> Result<PgMcp> {
             cursor::CursorKey::random(config.cursor_ttl)
         }
     };
-    Ok(PgMcp::new(fleet, config.limits.clone(), cursors))
+    Ok(PgMcp::new(
+        fleet,
+        config.limits.clone(),
+        cursors,
+        config.toolsets,
+    ))
 }
 
 /// Runs a gateway with `args` until SIGINT or SIGTERM (or, with `--stdio`,

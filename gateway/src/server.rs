@@ -1,14 +1,16 @@
 //! The MCP server: one [`PgMcp`] value per request (it is only an `Arc`),
-//! the tool router, and the server's self-description.
+//! the tool router (filtered by the enabled toolsets), the resources, and
+//! the server's self-description.
 
 use std::sync::Arc;
 
 use rmcp::handler::server::router::tool::ToolRouter;
+use rmcp::handler::server::tool::ToolCallContext;
 use rmcp::model::{
-    CompleteRequestParams, CompleteResult, GetPromptRequestParams, GetPromptResponse,
-    Implementation, ListPromptsResult, ListResourceTemplatesResult, ListResourcesResult,
-    PaginatedRequestParams, ReadResourceRequestParams, ReadResourceResponse, ServerCapabilities,
-    ServerConfig,
+    CallToolRequestParams, CallToolResponse, CompleteRequestParams, CompleteResult,
+    GetPromptRequestParams, GetPromptResponse, Implementation, ListPromptsResult,
+    ListResourceTemplatesResult, ListResourcesResult, PaginatedRequestParams,
+    ReadResourceRequestParams, ReadResourceResponse, ServerCapabilities, ServerConfig,
 };
 use rmcp::service::RequestContext;
 use rmcp::{ErrorData, RoleServer, ServerHandler, tool_handler};
@@ -16,12 +18,15 @@ use rmcp::{ErrorData, RoleServer, ServerHandler, tool_handler};
 use crate::config::Limits;
 use crate::cursor::CursorKey;
 use crate::fleet::Fleet;
+use crate::resources;
+use crate::toolsets::{Toolset, Toolsets};
 
 /// State shared by every request.
 pub struct Shared {
     pub fleet: Fleet,
     pub limits: Limits,
     pub cursors: CursorKey,
+    pub toolsets: Toolsets,
     tools: ToolRouter<PgMcp>,
 }
 
@@ -32,31 +37,51 @@ pub struct PgMcp {
 }
 
 impl PgMcp {
-    pub fn new(fleet: Fleet, limits: Limits, cursors: CursorKey) -> Self {
+    /// A server listing and accepting only the tools of `toolsets`.
+    pub fn new(fleet: Fleet, limits: Limits, cursors: CursorKey, toolsets: Toolsets) -> Self {
+        let mut tools = Self::query_router()
+            + Self::execute_router()
+            + Self::transaction_router()
+            + Self::batch_query_router()
+            + Self::explain_router()
+            + Self::bulk_insert_router()
+            + Self::list_schemas_router()
+            + Self::list_tables_router()
+            + Self::describe_table_router()
+            + Self::list_databases_router()
+            + Self::fleet_status_router()
+            + Self::database_health_router()
+            + Self::top_queries_router()
+            + Self::analyze_table_router()
+            + Self::vacuum_table_router()
+            + Self::invalidate_schema_cache_router();
+        let names: Vec<String> = tools
+            .list_all()
+            .into_iter()
+            .map(|t| t.name.into())
+            .collect();
+        for name in names.iter().filter(|n| !toolsets.serves(n)) {
+            tools.remove_route(name);
+        }
         PgMcp {
             shared: Arc::new(Shared {
                 fleet,
                 limits,
                 cursors,
-                tools: Self::query_router()
-                    + Self::execute_router()
-                    + Self::transaction_router()
-                    + Self::batch_query_router()
-                    + Self::explain_router()
-                    + Self::bulk_insert_router()
-                    + Self::list_schemas_router()
-                    + Self::list_tables_router()
-                    + Self::describe_table_router()
-                    + Self::invalidate_schema_cache_router(),
+                toolsets,
+                tools,
             }),
         }
     }
 }
 
-const INSTRUCTIONS: &str = "pgmcp gives read access to PostgreSQL databases. \
+const INSTRUCTIONS: &str = "pgmcp gives access to PostgreSQL databases. \
+`list_databases` shows the databases you can name and whether they are read-only. \
 Find your way with list_schemas, list_tables and describe_table (also readable as schema:// resources), \
 then use the `query` tool to run one SQL statement at a time; pass values as `params` ($1, $2, …) \
-instead of writing them into the SQL. Results are capped (see `truncated` and `max_rows`).";
+instead of writing them into the SQL. Results come in pages (see `truncated` and `next_cursor`). \
+Writes go through `execute`, `transaction` and `bulk_insert` on databases configured read-write. \
+The resource query-history://recent lists recent statements; stats://fleet the servers' health.";
 
 #[tool_handler(router = self.shared.tools)]
 impl ServerHandler for PgMcp {
@@ -76,12 +101,42 @@ impl ServerHandler for PgMcp {
         .with_instructions(INSTRUCTIONS)
     }
 
+    async fn call_tool(
+        &self,
+        request: CallToolRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<CallToolResponse, ErrorData> {
+        let name = request.name.to_string();
+        if !self.shared.tools.has_route(&name) && !self.shared.toolsets.serves(&name) {
+            let set = Toolset::of(&name).name();
+            return Err(ErrorData::invalid_params(
+                format!(
+                    "tool `{name}` belongs to the `{set}` toolset, which this server does not enable \
+                     (enabled: {}); the operator can start the gateway with --toolsets core,{set} \
+                     (or --toolsets all, env PGMCP_TOOLSETS)",
+                    self.shared.toolsets.names()
+                ),
+                None,
+            ));
+        }
+        let tcc = ToolCallContext::new(self, request, context);
+        self.shared.tools.call(tcc).await
+    }
+
     async fn list_resources(
         &self,
         request: Option<PaginatedRequestParams>,
         _ctx: RequestContext<RoleServer>,
     ) -> Result<ListResourcesResult, ErrorData> {
-        crate::resources::list(self, request.and_then(|r| r.cursor)).await
+        let cursor = request.and_then(|r| r.cursor);
+        let first_page = cursor.is_none();
+        let mut result = resources::schema::list(self, cursor).await?;
+        if first_page {
+            let mut all = resources::static_resources();
+            all.append(&mut result.resources);
+            result.resources = all;
+        }
+        Ok(result)
     }
 
     async fn list_resource_templates(
@@ -89,7 +144,7 @@ impl ServerHandler for PgMcp {
         _request: Option<PaginatedRequestParams>,
         _ctx: RequestContext<RoleServer>,
     ) -> Result<ListResourceTemplatesResult, ErrorData> {
-        Ok(crate::resources::templates())
+        Ok(resources::schema::templates())
     }
 
     async fn read_resource(
@@ -97,9 +152,21 @@ impl ServerHandler for PgMcp {
         request: ReadResourceRequestParams,
         _ctx: RequestContext<RoleServer>,
     ) -> Result<ReadResourceResponse, ErrorData> {
-        crate::resources::read(self, &request.uri)
-            .await
-            .map(Into::into)
+        if let Some(r) = resources::read(&request.uri, &self.shared.fleet).await {
+            return r.map(Into::into);
+        }
+        if request.uri.starts_with("schema://") {
+            return resources::schema::read(self, &request.uri)
+                .await
+                .map(Into::into);
+        }
+        Err(ErrorData::resource_not_found(
+            format!(
+                "no resource `{}`; resources/list shows what exists",
+                request.uri
+            ),
+            None,
+        ))
     }
 
     async fn list_prompts(

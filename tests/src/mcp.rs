@@ -58,6 +58,34 @@ pub async fn call_tool(
     Ok(client.call_tool(params).await?)
 }
 
+/// Checks that `result`'s structuredContent validates against the
+/// outputSchema `tool` advertises (as strict clients check it).
+pub fn assert_valid_output(tool: &rmcp::model::Tool, result: &CallToolResult) -> Result<()> {
+    let schema = tool
+        .output_schema
+        .as_ref()
+        .with_context(|| format!("tool {} has no outputSchema", tool.name))?;
+    let schema = serde_json::Value::Object((**schema).clone());
+    let validator = jsonschema::validator_for(&schema)
+        .map_err(|e| anyhow::anyhow!("outputSchema of {} is not a valid schema: {e}", tool.name))?;
+    let content = result
+        .structured_content
+        .as_ref()
+        .with_context(|| format!("{} returned no structuredContent", tool.name))?;
+    let errors: Vec<String> = validator
+        .iter_errors(content)
+        .map(|e| format!("{} at {}", e, e.instance_path()))
+        .collect();
+    if !errors.is_empty() {
+        bail!(
+            "structuredContent of {} does not match its outputSchema: {}\ncontent: {content}",
+            tool.name,
+            errors.join("; ")
+        );
+    }
+    Ok(())
+}
+
 /// The text of the first content block.
 pub fn text(result: &CallToolResult) -> String {
     result

@@ -17,6 +17,14 @@ impl Pg {
         })
     }
 
+    /// Starts a cluster with extra `postgres` arguments
+    /// (`["-c", "name=value", …]`).
+    pub fn start_with(postgres_args: &[&str]) -> Result<Self> {
+        Ok(Pg {
+            cluster: Cluster::start_with(postgres_args)?,
+        })
+    }
+
     /// URL of `database` as the superuser.
     pub fn url(&self, database: &str) -> String {
         self.cluster.url(database)

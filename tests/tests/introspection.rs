@@ -94,7 +94,7 @@ fn find<'a>(list: &'a Value, key: &str, value: &str) -> Result<&'a Value> {
 
 #[tokio::test]
 async fn tools_are_listed_with_annotations_and_output_schemas() -> Result<()> {
-    let stack = Stack::start("").await?;
+    let stack = Stack::start_with("", &[], &["--toolsets", "all"]).await?;
     let tools = stack.client.list_all_tools().await?;
     for name in [
         "list_schemas",
@@ -619,7 +619,7 @@ async fn unknown_names_get_did_you_mean_hints() -> Result<()> {
 
 #[tokio::test]
 async fn ddl_shows_after_invalidate_schema_cache() -> Result<()> {
-    let stack = Stack::start(SHOP).await?;
+    let stack = Stack::start_with(SHOP, &[], &["--toolsets", "all"]).await?;
     let before = ok(&stack, "list_tables", json!({"name_pattern": "fresh"})).await?;
     assert_eq!(before["total"], 0);
     let d = ok(&stack, "describe_table", json!({"table": "users"})).await?;
@@ -745,7 +745,7 @@ async fn invalidation_reaches_every_worker() -> Result<()> {
     let url = pg.create_db("app").await?;
     let a = InProcessWorker::start(&["--database-url", &url, "--name", "a"]).await?;
     let b = InProcessWorker::start(&["--database-url", &url, "--name", "b"]).await?;
-    let gateway = InProcessGateway::start(&[a.url(), b.url()], &[]).await?;
+    let gateway = InProcessGateway::start(&[a.url(), b.url()], &["--toolsets", "all"]).await?;
     let client = mcp::http_client(&gateway.mcp_url()).await?;
     // Warm both workers' caches (calls alternate between them).
     for _ in 0..4 {

@@ -69,7 +69,12 @@ async fn resource_templates_list_and_read() -> Result<()> {
     );
 
     let resources = stack.client.list_all_resources().await?;
-    let listed: Vec<&str> = resources.iter().map(|r| r.uri.as_str()).collect();
+    // Beside the tables: query-history://recent and stats://fleet.
+    let listed: Vec<&str> = resources
+        .iter()
+        .map(|r| r.uri.as_str())
+        .filter(|u| u.starts_with("schema://"))
+        .collect();
     assert_eq!(
         listed,
         [
@@ -79,7 +84,10 @@ async fn resource_templates_list_and_read() -> Result<()> {
             "schema://app/public/customers",
         ]
     );
-    let customers = &resources[3];
+    let customers = resources
+        .iter()
+        .find(|r| r.uri == "schema://app/public/customers")
+        .context("customers listed")?;
     assert_eq!(customers.name, "public.customers");
     assert_eq!(customers.mime_type.as_deref(), Some("application/json"));
     assert!(
@@ -118,7 +126,7 @@ async fn resource_templates_list_and_read() -> Result<()> {
         ("schema://app/public/custmers", "Did you mean customers?"),
         ("schema://nope/public/customers", "no database named `nope`"),
         ("schema://app", "is not a table resource"),
-        ("file:///etc/passwd", "is not a table resource"),
+        ("file:///etc/passwd", "no resource `file:///etc/passwd`"),
     ] {
         let err = stack
             .client
@@ -160,8 +168,15 @@ async fn resources_list_pages_across_databases() -> Result<()> {
         let page = client
             .list_resources(Some(PaginatedRequestParams::default().with_cursor(cursor)))
             .await?;
-        assert!(page.resources.len() <= 100);
-        uris.extend(page.resources.into_iter().map(|r| r.uri));
+        // A page holds up to 100 tables; the first also lists the two fixed
+        // resources (query-history://recent, stats://fleet).
+        assert!(page.resources.len() <= 102);
+        uris.extend(
+            page.resources
+                .into_iter()
+                .map(|r| r.uri)
+                .filter(|u| u.starts_with("schema://")),
+        );
         cursor = page.next_cursor;
         if cursor.is_none() {
             break;
@@ -360,7 +375,8 @@ async fn older_protocol_versions_get_the_same_surface() -> Result<()> {
         let res = mcp::call_tool(&client, "describe_table", json!({"table": "customers"})).await?;
         mcp::check_output_schema(&client, "describe_table", &res).await?;
         assert_eq!(structured(&res)["sql_name"], "public.customers");
-        assert_eq!(client.list_all_resources().await?.len(), 4, "{version}");
+        // Four tables plus query-history://recent and stats://fleet.
+        assert_eq!(client.list_all_resources().await?.len(), 6, "{version}");
         assert_eq!(client.list_all_prompts().await?.len(), 3, "{version}");
         assert_eq!(
             client

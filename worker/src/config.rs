@@ -133,11 +133,18 @@ pub struct Args {
     /// stays fresh, in seconds; 0 reads the catalog on every call.
     #[arg(long, env = "PGMCP_SCHEMA_CACHE_TTL_S", default_value_t = 60)]
     pub schema_cache_ttl_s: u64,
+    /// Recent calls kept in memory for the `History` RPC (the gateway's
+    /// `query-history://recent` resource); 0 keeps none.
+    #[arg(long, env = "PGMCP_HISTORY_SIZE", default_value_t = 500)]
+    pub history_size: usize,
 
     /// Log format: `text` (human-readable) or `json`.
     #[arg(long, env = "PGMCP_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
 }
+
+/// Largest `--history-size` (each entry keeps up to 2048 characters of SQL).
+const MAX_HISTORY_SIZE: usize = 100_000;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum LogFormat {
@@ -225,6 +232,8 @@ pub struct Config {
     pub limits: Limits,
     /// Lifetime of the schema cache's entries.
     pub schema_cache_ttl: Duration,
+    /// Entries of the call history ring.
+    pub history_size: usize,
 }
 
 impl Config {
@@ -304,6 +313,12 @@ impl Config {
                 args.max_statement_timeout_ms
             );
         }
+        if args.history_size > MAX_HISTORY_SIZE {
+            bail!(
+                "--history-size {} is over the limit of {MAX_HISTORY_SIZE} entries",
+                args.history_size
+            );
+        }
         let name = args.name.clone().unwrap_or_else(default_instance_name);
         Ok(Config {
             listen: args.listen,
@@ -332,6 +347,7 @@ impl Config {
                 max_bulk_rows: args.max_bulk_rows,
             },
             schema_cache_ttl: Duration::from_secs(args.schema_cache_ttl_s),
+            history_size: args.history_size,
         })
     }
 }

@@ -7,20 +7,25 @@
 //! [`catalog`] (type names), [`error`] (failures → the contract's error),
 //! [`server`] (assembly), [`schema_cache`] (the cached catalog),
 //! [`introspect`] (schemas, tables, table descriptions), [`names`] (SQL
-//! names as text), [`suggest`] (did-you-mean hints). One module per RPC:
+//! names as text), [`suggest`] (did-you-mean hints), [`history`] (the ring
+//! of recent calls), [`pool_stats`] (pool state for `Info`), [`dba`] (health
+//! checks, pg_stat_statements, ANALYZE/VACUUM). One module per RPC:
 //! [`query`] (streaming reads), [`execute`], [`transaction`], [`explain`],
 //! [`bulk_insert`].
 
 pub mod bulk_insert;
 pub mod catalog;
 pub mod config;
+pub mod dba;
 pub mod decode;
 pub mod error;
 pub mod execute;
 pub mod explain;
+pub mod history;
 pub mod introspect;
 pub mod names;
 pub mod params;
+pub mod pool_stats;
 pub mod query;
 pub mod schema_cache;
 pub mod server;

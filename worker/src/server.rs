@@ -2,6 +2,7 @@
 
 use std::future::Future;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::{Context, Result};
 use pgmcp_proto::v1::worker_server::WorkerServer;
@@ -9,6 +10,7 @@ use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
 
 use crate::config::Config;
+use crate::history::History;
 use crate::service::WorkerService;
 use crate::targets::Targets;
 
@@ -43,7 +45,14 @@ async fn serve_targets(
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1()
         .context("building the reflection service")?;
-    let service = WorkerService::new(config.name.clone(), targets, config.limits.clone());
+    let draining = Arc::new(AtomicBool::new(false));
+    let service = WorkerService::new(
+        config.name.clone(),
+        targets,
+        config.limits.clone(),
+        History::new(config.history_size),
+        draining.clone(),
+    );
     let worker = WorkerServer::new(service)
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_MESSAGE_BYTES);
@@ -54,6 +63,7 @@ async fn serve_targets(
     let shutdown = async move {
         shutdown.await;
         tracing::info!("shutting down: no longer serving");
+        draining.store(true, Ordering::Relaxed);
         reporter
             .set_not_serving::<WorkerServer<WorkerService>>()
             .await;

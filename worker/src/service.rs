@@ -2,23 +2,29 @@
 
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use futures::Stream;
+use pgmcp_proto::error::ErrorKind;
 use pgmcp_proto::v1::worker_server::Worker;
 use pgmcp_proto::v1::{
-    BulkInsertRequest, BulkInsertResponse, DescribeTableRequest, DescribeTableResponse,
-    ExecuteRequest, ExecuteResponse, ExplainRequest, ExplainResponse, InfoRequest, InfoResponse,
+    BulkInsertRequest, BulkInsertResponse, DatabaseHealthRequest, DatabaseHealthResponse,
+    DescribeTableRequest, DescribeTableResponse, ExecuteRequest, ExecuteResponse, ExplainRequest,
+    ExplainResponse, HistoryRequest, HistoryResponse, InfoRequest, InfoResponse,
     InvalidateSchemaCacheRequest, InvalidateSchemaCacheResponse, ListSchemasRequest,
-    ListSchemasResponse, ListTablesRequest, ListTablesResponse, QueryRequest, QueryResponse,
-    TransactionRequest, TransactionResponse,
+    ListSchemasResponse, ListTablesRequest, ListTablesResponse, MaintainTableRequest,
+    MaintainTableResponse, MaintenanceOperation, QueryRequest, QueryResponse, TopQueriesRequest,
+    TopQueriesResponse, TransactionRequest, TransactionResponse, WorkerHealth,
 };
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
 use crate::config::Limits;
+use crate::dba;
 use crate::error::WorkerError;
+use crate::history::{self, History};
 use crate::introspect;
 use crate::query::{self, Effective};
 use crate::targets::{Target, Targets};
@@ -29,15 +35,33 @@ pub struct WorkerService {
     name: String,
     targets: Arc<Targets>,
     limits: Limits,
+    history: Arc<History>,
+    /// Set once shutdown begins.
+    draining: Arc<AtomicBool>,
 }
 
 impl WorkerService {
-    pub fn new(name: String, targets: Arc<Targets>, limits: Limits) -> Self {
+    pub fn new(
+        name: String,
+        targets: Arc<Targets>,
+        limits: Limits,
+        history: Arc<History>,
+        draining: Arc<AtomicBool>,
+    ) -> Self {
         WorkerService {
             name,
             targets,
             limits,
+            history,
+            draining,
         }
+    }
+
+    fn target(&self, database: &str) -> Result<Arc<Target>, Status> {
+        self.targets
+            .get(database)
+            .cloned()
+            .map_err(|e| e.into_status())
     }
 
     /// The target an introspection call is for, and its statement timeout:
@@ -58,24 +82,34 @@ impl WorkerService {
         }
         Ok((target, timeout_ms))
     }
-
-    fn target(&self, database: &str) -> Result<Arc<Target>, Status> {
-        self.targets
-            .get(database)
-            .cloned()
-            .map_err(|e| e.into_status())
-    }
 }
 
-/// Sends a unary call's outcome, tagging errors with the target's name.
-fn respond<T>(target: &Target, outcome: Result<T, WorkerError>) -> Result<Response<T>, Status> {
+/// Runs a unary call's work in its own task, so that a caller going away
+/// does not cut it off half-way (the statement timeout bounds it), and
+/// records it in the history.
+async fn unary<T, F>(call: history::Call, database: &str, work: F) -> Result<Response<T>, Status>
+where
+    T: Send + 'static,
+    F: Future<Output = Result<T, WorkerError>> + Send + 'static,
+{
+    let outcome = match tokio::spawn(work).await {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::error!(error = %e, "a worker task failed");
+            Err(WorkerError::new(
+                ErrorKind::Internal,
+                "internal error in the worker; see its logs",
+            ))
+        }
+    };
     match outcome {
-        Ok(v) => Ok(Response::new(v)),
+        Ok(resp) => {
+            call.ok(0, false);
+            Ok(Response::new(resp))
+        }
         Err(err) => {
-            let err = err.for_database(&target.name);
-            if err.kind() == pgmcp_proto::error::ErrorKind::Internal {
-                tracing::error!(target = %target.name, error = %err, "call failed");
-            }
+            let err = err.for_database(database);
+            call.failed(&err.0);
             Err(err.into_status())
         }
     }
@@ -90,25 +124,97 @@ impl Worker for WorkerService {
             worker_id: self.name.clone(),
             version: env!("CARGO_PKG_VERSION").to_string(),
             targets: self.targets.iter().map(|t| t.to_proto()).collect(),
+            health: if self.draining.load(Ordering::Relaxed) {
+                WorkerHealth::Draining
+            } else {
+                WorkerHealth::Serving
+            } as i32,
         }))
     }
 
-    type QueryStream = QueryStream;
+    async fn history(
+        &self,
+        req: Request<HistoryRequest>,
+    ) -> Result<Response<HistoryResponse>, Status> {
+        let limit = usize::try_from(req.into_inner().limit).unwrap_or(usize::MAX);
+        Ok(Response::new(HistoryResponse {
+            worker_id: self.name.clone(),
+            entries: self.history.recent(limit),
+            capacity: u32::try_from(self.history.capacity()).unwrap_or(u32::MAX),
+            recorded: self.history.recorded(),
+        }))
+    }
 
-    async fn query(&self, req: Request<QueryRequest>) -> Result<Response<QueryStream>, Status> {
+    async fn database_health(
+        &self,
+        req: Request<DatabaseHealthRequest>,
+    ) -> Result<Response<DatabaseHealthResponse>, Status> {
         let deadline = grpc_timeout(req.metadata());
         let req = req.into_inner();
-        let target = self
-            .targets
-            .get(&req.database)
-            .map_err(|e| e.into_status())?
-            .clone();
-        query::validate(&req, &self.limits)
-            .map_err(|e| e.for_database(&target.name).into_status())?;
-        let eff = Effective::new(&req, &self.limits, deadline);
-        let (tx, rx) = mpsc::channel(4);
-        tokio::spawn(query::run(target, req, eff, tx));
-        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+        let target = self.target(&req.database)?;
+        let timeout = dba::timeout_ms(req.timeout_ms, &self.limits, deadline);
+        let call = self.history.start(
+            &target.name,
+            "database_health",
+            "-- database_health: catalog and statistics checks",
+            0,
+        );
+        let name = target.name.clone();
+        unary(call, &name, async move {
+            dba::health::run(&target, timeout).await
+        })
+        .await
+    }
+
+    async fn top_queries(
+        &self,
+        req: Request<TopQueriesRequest>,
+    ) -> Result<Response<TopQueriesResponse>, Status> {
+        let deadline = grpc_timeout(req.metadata());
+        let req = req.into_inner();
+        let target = self.target(&req.database)?;
+        let timeout = dba::timeout_ms(0, &self.limits, deadline);
+        let call = self.history.start(
+            &target.name,
+            "top_queries",
+            "-- top_queries: pg_stat_statements",
+            0,
+        );
+        let order = req.order_by();
+        let name = target.name.clone();
+        unary(call, &name, async move {
+            dba::top_queries::run(&target, order, req.limit, timeout).await
+        })
+        .await
+    }
+
+    async fn maintain_table(
+        &self,
+        req: Request<MaintainTableRequest>,
+    ) -> Result<Response<MaintainTableResponse>, Status> {
+        let deadline = grpc_timeout(req.metadata());
+        let req = req.into_inner();
+        let target = self.target(&req.database)?;
+        let timeout = dba::timeout_ms(req.timeout_ms, &self.limits, deadline);
+        let op = req.operation();
+        let verb = match op {
+            MaintenanceOperation::Analyze => "ANALYZE",
+            MaintenanceOperation::Vacuum => "VACUUM",
+            MaintenanceOperation::VacuumAnalyze => "VACUUM (ANALYZE)",
+            MaintenanceOperation::Unspecified => "--",
+        };
+        let operation = match op {
+            MaintenanceOperation::Analyze => "analyze_table",
+            _ => "vacuum_table",
+        };
+        let call = self
+            .history
+            .start(&target.name, operation, &format!("{verb} {}", req.table), 0);
+        let name = target.name.clone();
+        unary(call, &name, async move {
+            dba::maintenance::run(&target, &req.table, op, timeout).await
+        })
+        .await
     }
 
     async fn execute(
@@ -119,20 +225,25 @@ impl Worker for WorkerService {
         let req = req.into_inner();
         let target = self.target(&req.database)?;
         let stmt = req.statement.clone().unwrap_or_default();
-        if let Err(e) = statement::check(&stmt.sql, &stmt.params, &self.limits) {
-            return respond(&target, Err(e));
-        }
+        let call = self
+            .history
+            .start(&target.name, "execute", &stmt.sql, stmt.params.len());
+        let limits = self.limits.clone();
         let eff = Effective::from_parts(
             req.max_rows,
             req.max_bytes,
             req.timeout_ms,
-            &self.limits,
+            &limits,
             deadline,
         );
+        let name = target.name.clone();
         // Writes run to completion in their own task: a caller that goes
         // away does not cut a statement off between its effect and COMMIT.
-        let task = tokio::spawn(execute::run(target.clone(), req, eff));
-        respond(&target, joined(task.await))
+        unary(call, &name, async move {
+            statement::check(&stmt.sql, &stmt.params, &limits)?;
+            execute::run(target, req, eff).await
+        })
+        .await
     }
 
     async fn transaction(
@@ -142,38 +253,41 @@ impl Worker for WorkerService {
         let deadline = grpc_timeout(req.metadata());
         let req = req.into_inner();
         let target = self.target(&req.database)?;
-        let max = self.limits.max_transaction_statements;
-        if req.statements.is_empty() {
-            return respond(
-                &target,
-                Err(WorkerError::invalid("the transaction has no statements")),
-            );
-        }
-        if req.statements.len() > max {
-            return respond(
-                &target,
-                Err(WorkerError::invalid(format!(
-                    "{} statements given, over this worker's limit of {max} per transaction (max_transaction_statements)",
-                    req.statements.len()
-                ))),
-            );
-        }
-        for (i, s) in req.statements.iter().enumerate() {
-            if let Err(mut e) = statement::check(&s.sql, &s.params, &self.limits) {
-                e.0.statement_index = u32::try_from(i + 1).unwrap_or(u32::MAX);
-                e.0.message = format!("statement {}: {}", i + 1, e.0.message);
-                return respond(&target, Err(e));
-            }
-        }
+        let summary: Vec<&str> = req.statements.iter().map(|s| s.sql.as_str()).collect();
+        let params: usize = req.statements.iter().map(|s| s.params.len()).sum();
+        let call = self
+            .history
+            .start(&target.name, "transaction", &summary.join(";\n"), params);
+        let limits = self.limits.clone();
         let eff = Effective::from_parts(
             req.max_rows,
             req.max_bytes,
             req.timeout_ms,
-            &self.limits,
+            &limits,
             deadline,
         );
-        let task = tokio::spawn(transaction::run(target.clone(), req, eff));
-        respond(&target, joined(task.await))
+        let name = target.name.clone();
+        unary(call, &name, async move {
+            let max = limits.max_transaction_statements;
+            if req.statements.is_empty() {
+                return Err(WorkerError::invalid("the transaction has no statements"));
+            }
+            if req.statements.len() > max {
+                return Err(WorkerError::invalid(format!(
+                    "{} statements given, over this worker's limit of {max} per transaction (max_transaction_statements)",
+                    req.statements.len()
+                )));
+            }
+            for (i, s) in req.statements.iter().enumerate() {
+                if let Err(mut e) = statement::check(&s.sql, &s.params, &limits) {
+                    e.0.statement_index = u32::try_from(i + 1).unwrap_or(u32::MAX);
+                    e.0.message = format!("statement {}: {}", i + 1, e.0.message);
+                    return Err(e);
+                }
+            }
+            transaction::run(target, req, eff).await
+        })
+        .await
     }
 
     async fn explain(
@@ -184,12 +298,17 @@ impl Worker for WorkerService {
         let req = req.into_inner();
         let target = self.target(&req.database)?;
         let stmt = req.statement.clone().unwrap_or_default();
-        if let Err(e) = statement::check(&stmt.sql, &stmt.params, &self.limits) {
-            return respond(&target, Err(e));
-        }
-        let eff = Effective::from_parts(0, 0, req.timeout_ms, &self.limits, deadline);
-        let task = tokio::spawn(explain::run(target.clone(), req, eff));
-        respond(&target, joined(task.await))
+        let call = self
+            .history
+            .start(&target.name, "explain", &stmt.sql, stmt.params.len());
+        let limits = self.limits.clone();
+        let eff = Effective::from_parts(0, 0, req.timeout_ms, &limits, deadline);
+        let name = target.name.clone();
+        unary(call, &name, async move {
+            statement::check(&stmt.sql, &stmt.params, &limits)?;
+            explain::run(target, req, eff).await
+        })
+        .await
     }
 
     async fn bulk_insert(
@@ -199,14 +318,21 @@ impl Worker for WorkerService {
         let deadline = grpc_timeout(req.metadata());
         let req = req.into_inner();
         let target = self.target(&req.database)?;
+        let call = self.history.start(
+            &target.name,
+            "bulk_insert",
+            &format!(
+                "COPY {} ({}) FROM STDIN -- {} rows",
+                req.table,
+                req.columns.join(", "),
+                req.rows.len()
+            ),
+            0,
+        );
         let eff = Effective::from_parts(0, 0, req.timeout_ms, &self.limits, deadline);
-        let task = tokio::spawn(bulk_insert::run(
-            target.clone(),
-            req,
-            eff,
-            self.limits.max_bulk_rows,
-        ));
-        respond(&target, joined(task.await))
+        let max_rows = self.limits.max_bulk_rows;
+        let name = target.name.clone();
+        unary(call, &name, bulk_insert::run(target, req, eff, max_rows)).await
     }
 
     async fn list_schemas(
@@ -270,21 +396,32 @@ impl Worker for WorkerService {
             worker_id: self.name.clone(),
         }))
     }
-}
 
-/// The outcome of a spawned call; a panicked task is an internal error.
-fn joined<T>(r: Result<Result<T, WorkerError>, tokio::task::JoinError>) -> Result<T, WorkerError> {
-    r.unwrap_or_else(|e| {
-        tracing::error!(error = %e, "call task failed");
-        Err(WorkerError::new(
-            pgmcp_proto::error::ErrorKind::Internal,
-            "internal error in the worker; see its logs",
-        ))
-    })
+    type QueryStream = QueryStream;
+
+    async fn query(&self, req: Request<QueryRequest>) -> Result<Response<QueryStream>, Status> {
+        let deadline = grpc_timeout(req.metadata());
+        let req = req.into_inner();
+        let target = self
+            .targets
+            .get(&req.database)
+            .map_err(|e| e.into_status())?
+            .clone();
+        query::validate(&req, &self.limits)
+            .map_err(|e| e.for_database(&target.name).into_status())?;
+        let eff = Effective::new(&req, &self.limits, deadline);
+        let call = self
+            .history
+            .start(&target.name, "query", &req.sql, req.params.len());
+        let (tx, rx) = mpsc::channel(4);
+        tokio::spawn(query::run(target, req, eff, tx));
+        let stream = history::record_stream(call, ReceiverStream::new(rx));
+        Ok(Response::new(Box::pin(stream)))
+    }
 }
 
 /// The deadline the client sent in `grpc-timeout` (`<digits><unit>`).
-fn grpc_timeout(md: &tonic::metadata::MetadataMap) -> Option<Duration> {
+pub(crate) fn grpc_timeout(md: &tonic::metadata::MetadataMap) -> Option<Duration> {
     let v = md.get("grpc-timeout")?.to_str().ok()?;
     let (digits, unit) = v.split_at(v.len().checked_sub(1)?);
     let n: u64 = digits.parse().ok()?;

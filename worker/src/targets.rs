@@ -12,6 +12,7 @@ use sqlx::{ConnectOptions, Row};
 use crate::catalog::TypeNames;
 use crate::config::{Config, Mode, PoolSettings, TargetConfig, redact_url};
 use crate::error::WorkerError;
+use crate::pool_stats::{self, Waiters};
 use crate::schema_cache::SchemaCache;
 
 /// One database target and its pool.
@@ -21,7 +22,17 @@ pub struct Target {
     /// Database name on the server.
     pub database: String,
     pub server_version: String,
+    /// `server_version_num`, e.g. 150018.
+    pub server_version_num: i32,
+    /// PostgreSQL's `max_connections` and `superuser_reserved_connections`.
+    pub server_max_connections: u32,
+    pub server_reserved_connections: u32,
+    /// `<system identifier>:<port>` of the server (see `Target.server_id`
+    /// in the proto).
+    pub server_id: String,
     pub pool: PgPool,
+    /// Calls waiting for a connection of `pool`.
+    pub waiters: Waiters,
     /// One extra connection, opened on first use, for work that must not
     /// wait on the main pool: cancelling a backend, asking PostgreSQL for a
     /// value's text form while a call holds its pooled connection.
@@ -42,6 +53,11 @@ impl Target {
             } as i32,
             database: self.database.clone(),
             server_version: self.server_version.clone(),
+            pool: Some(pool_stats::stats(&self.pool, self.waiters.count())),
+            side: Some(pool_stats::stats(&self.side, 0)),
+            server_max_connections: self.server_max_connections,
+            server_reserved_connections: self.server_reserved_connections,
+            server_id: self.server_id.clone(),
         }
     }
 }
@@ -136,6 +152,7 @@ async fn connect_target(
         .idle_timeout(pool.idle_timeout)
         .max_lifetime(pool.max_lifetime)
         .connect_lazy_with(options.clone());
+    let host = options.get_host().to_string();
     let where_ = format!(
         "{}:{} as user `{}`",
         options.get_host(),
@@ -164,12 +181,29 @@ async fn connect_target(
             pool.connect_timeout.as_millis()
         ),
     };
-    let row = sqlx::query("SELECT current_database(), current_setting('server_version')")
-        .fetch_one(&pg_pool)
-        .await
-        .with_context(|| format!("database `{}`: first query failed", t.name))?;
+    let row = sqlx::query(
+        "SELECT current_database(), current_setting('server_version'), \
+                current_setting('server_version_num')::int, \
+                current_setting('max_connections')::int, \
+                current_setting('superuser_reserved_connections')::int, \
+                current_setting('port')",
+    )
+    .fetch_one(&pg_pool)
+    .await
+    .with_context(|| format!("database `{}`: first query failed", t.name))?;
     let database: String = row.try_get(0)?;
     let server_version: String = row.try_get(1)?;
+    let server_version_num: i32 = row.try_get(2)?;
+    let server_max_connections: i32 = row.try_get(3)?;
+    let server_reserved_connections: i32 = row.try_get(4)?;
+    let port: String = row.try_get(5)?;
+    // pg_control_system() may be revoked; then the address we connect to
+    // stands in for the system identifier.
+    let system_id =
+        sqlx::query_scalar::<_, String>("SELECT system_identifier::text FROM pg_control_system()")
+            .fetch_one(&pg_pool)
+            .await
+            .unwrap_or_else(|_| host.clone());
     tracing::info!(
         target = %t.name,
         database = %database,
@@ -183,7 +217,12 @@ async fn connect_target(
         mode: t.mode,
         database,
         server_version,
+        server_version_num,
+        server_max_connections: u32::try_from(server_max_connections).unwrap_or(0),
+        server_reserved_connections: u32::try_from(server_reserved_connections).unwrap_or(0),
+        server_id: format!("{system_id}:{port}"),
         pool: pg_pool,
+        waiters: Waiters::default(),
         side,
         type_names: TypeNames::default(),
         schema_cache: SchemaCache::new(schema_cache_ttl),

@@ -5,16 +5,23 @@
 //! tool with structured results advertises ([`output_schema`]), and how
 //! results and failures become tool results.
 
+pub mod analyze_table;
 pub mod batch_query;
 pub mod bulk_insert;
+pub mod database_health;
 pub mod describe_table;
 pub mod execute;
 pub mod explain;
+pub mod fleet_status;
 pub mod invalidate_schema_cache;
+pub mod list_databases;
 pub mod list_schemas;
 pub mod list_tables;
+mod maintenance;
 pub mod query;
+pub mod top_queries;
 pub mod transaction;
+pub mod vacuum_table;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -28,6 +35,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::errors::GatewayError;
+use crate::server::PgMcp;
 
 /// Extra time the gateway waits beyond the statement timeout, so the
 /// database's own timeout (with its clear error) fires first.
@@ -551,5 +559,19 @@ mod tests {
         assert_eq!(schema.get("type"), Some(&json!("object")));
         let any = schema.get("anyOf").and_then(Value::as_array);
         assert_eq!(any.map(Vec::len), Some(2));
+    }
+}
+
+/// Arguments of a tool that takes none: anything else is an error.
+#[derive(Debug, serde::Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NoArgs {}
+
+impl PgMcp {
+    /// A call's statement timeout: the default when not given, else checked
+    /// against the gateway's limit.
+    pub(crate) fn timeout_ms(&self, asked: Option<u32>) -> Result<u32, GatewayError> {
+        let limits = &self.shared.limits;
+        query::check_timeout(asked, limits.default_timeout_ms, limits.max_timeout_ms)
     }
 }
