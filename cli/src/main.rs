@@ -43,7 +43,6 @@ async fn main() -> ExitCode {
     match cli.command {
         Command::Up(args) => up::run(args).await,
         Command::Worker(args) => {
-            pgmcp_worker::init_logging(args.log_format);
             stop_with_parent();
             report("pgmcp worker", pgmcp_worker::run(args).await)
         }

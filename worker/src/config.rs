@@ -40,7 +40,8 @@ pub struct Args {
     pub modes: Vec<String>,
 
     /// Name of this worker instance; also the `application_name` of its
-    /// PostgreSQL sessions. Defaults to `pgmcp-worker-<hostname>-<pid>`.
+    /// PostgreSQL sessions and its traces' `service.instance.id`. Defaults
+    /// to `pgmcp-worker-<hostname>-<pid>`, or the pod name on Kubernetes.
     #[arg(long, env = "PGMCP_WORKER_NAME")]
     pub name: Option<String>,
 
@@ -112,9 +113,26 @@ pub struct Args {
     #[arg(long, env = "PGMCP_MAX_PARAMS", default_value_t = 1_000)]
     pub max_params: usize,
 
-    /// Log format: `text` (human-readable) or `json`.
+    /// Log format: `text` (human-readable) or `json` (with `trace_id` and
+    /// `span_id` when tracing).
     #[arg(long, env = "PGMCP_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
+
+    /// Address of a small HTTP server for Prometheus (`GET /metrics`).
+    /// Off unless set.
+    #[arg(long, env = "PGMCP_WORKER_METRICS_LISTEN")]
+    pub metrics_listen: Option<SocketAddr>,
+
+    /// Append a SQLCommenter comment (`/*traceparent='…'*/`) to the SQL of
+    /// traced calls, so PostgreSQL's views and logs lead to the trace.
+    #[arg(
+        long,
+        env = "PGMCP_SQL_COMMENT",
+        default_value_t = true,
+        action = clap::ArgAction::Set,
+        value_name = "BOOL"
+    )]
+    pub sql_comment: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -199,6 +217,10 @@ pub struct Config {
     pub targets: Vec<TargetConfig>,
     pub pool: PoolSettings,
     pub limits: Limits,
+    /// Where `/metrics` is served, if anywhere.
+    pub metrics_listen: Option<SocketAddr>,
+    /// Whether traced SQL carries a SQLCommenter comment.
+    pub sql_comment: bool,
 }
 
 impl Config {
@@ -297,17 +319,23 @@ impl Config {
                 max_sql_bytes: args.max_sql_bytes,
                 max_params: args.max_params,
             },
+            metrics_listen: args.metrics_listen,
+            sql_comment: args.sql_comment,
         })
     }
 }
 
+/// `pgmcp-worker-<hostname>-<pid>`; on Kubernetes the pod name, which is
+/// unique already (and what traces show as `service.instance.id`).
 fn default_instance_name() -> String {
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|h| h.trim().to_string())
-        .ok()
-        .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| "local".into());
-    format!("pgmcp-worker-{host}-{}", std::process::id())
+    if std::env::var_os("KUBERNETES_SERVICE_HOST").is_some() {
+        return pgmcp_telemetry::otlp::default_instance_id();
+    }
+    format!(
+        "pgmcp-worker-{}-{}",
+        pgmcp_telemetry::otlp::hostname(),
+        std::process::id()
+    )
 }
 
 /// A target's default name: the database named in its URL, else `PGDATABASE`,

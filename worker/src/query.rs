@@ -22,6 +22,7 @@ use sqlx::postgres::{PgColumn, PgTypeInfo};
 use sqlx::{AssertSqlSafe, Column as _, Either, Executor, Row, SqlSafeStr, Statement, ValueRef};
 use tokio::sync::mpsc;
 use tonic::Status;
+use tracing::Instrument;
 
 use crate::config::Limits;
 use crate::decode::{self, Outcome};
@@ -29,6 +30,7 @@ use crate::error::WorkerError;
 use crate::params::{self, Bound};
 use crate::session::{Access, Session};
 use crate::targets::Target;
+use crate::telemetry::TargetTelemetry;
 
 /// Rows are sent in batches of at most this many rows …
 const BATCH_ROWS: usize = 1_000;
@@ -100,6 +102,7 @@ pub fn validate(req: &QueryRequest, limits: &Limits) -> Result<(), WorkerError> 
 pub async fn run(target: Arc<Target>, req: QueryRequest, eff: Effective, tx: Sender) {
     if let Err(err) = run_inner(&target, &req, eff, &tx).await {
         let err = err.for_database(&target.name);
+        target.telemetry.failed(&err);
         if err.kind() == ErrorKind::Internal {
             tracing::error!(target = %target.name, error = %err, "query failed");
         } else {
@@ -122,7 +125,13 @@ async fn run_inner(
     tx: &Sender,
 ) -> Result<(), WorkerError> {
     let mut session = Session::begin(target, Access::ReadOnly, eff.timeout_ms).await?;
-    let outcome = stream_rows(target, session.conn(), req, eff, tx).await;
+    let db = target.telemetry.db_call(&req.sql);
+    let outcome = stream_rows(target, session.conn(), req, eff, tx)
+        .instrument(db.clone())
+        .await;
+    if let Err(err) = &outcome {
+        TargetTelemetry::statement_failed(&db, err);
+    }
     match &outcome {
         // Rows were left unread: stop the backend, drop the connection.
         Ok(Some(_)) => session.abandon(target).await,
@@ -175,7 +184,11 @@ async fn stream_rows(
 
     let args = params::bind(conn, &req.params, &param_types).await?;
 
-    let mut rows = sqlx::query_with(AssertSqlSafe(req.sql.clone()), args).fetch(&mut *conn);
+    // With tracing on, the text carries a SQLCommenter comment (see telemetry::db).
+    let (text, persistent) = target.telemetry.statement_text(&req.sql);
+    let mut rows = sqlx::query_with(AssertSqlSafe(text), args)
+        .persistent(persistent)
+        .fetch(&mut *conn);
     let mut batch = RowBatch::default();
     let mut batch_bytes = 0usize;
     let mut summary = Summary {
@@ -235,6 +248,7 @@ async fn stream_rows(
         summary.truncated = true;
         summary.truncation_reason = *reason as i32;
     }
+    target.telemetry.returned(&summary);
     let _ = tx
         .send(Ok(QueryResponse {
             part: Some(Part::Summary(summary)),

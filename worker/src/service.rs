@@ -10,6 +10,7 @@ use pgmcp_proto::v1::{InfoRequest, InfoResponse, QueryRequest, QueryResponse};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
+use tracing::Instrument;
 
 use crate::config::Limits;
 use crate::query::{self, Effective};
@@ -58,7 +59,8 @@ impl Worker for WorkerService {
             .map_err(|e| e.for_database(&target.name).into_status())?;
         let eff = Effective::new(&req, &self.limits, deadline);
         let (tx, rx) = mpsc::channel(4);
-        tokio::spawn(query::run(target, req, eff, tx));
+        // The task stays in this call's trace (the worker's SERVER span).
+        tokio::spawn(query::run(target, req, eff, tx).in_current_span());
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
 }

@@ -39,7 +39,7 @@ impl Session {
         access: Access,
         timeout_ms: u32,
     ) -> Result<Self, WorkerError> {
-        let mut conn = target.pool.acquire().await?;
+        let mut conn = target.telemetry.acquire(&target.pool).await?;
         let mode = match access {
             Access::ReadOnly => "READ ONLY",
             Access::ReadWrite => "READ WRITE",

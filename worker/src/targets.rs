@@ -12,6 +12,7 @@ use sqlx::{ConnectOptions, Row};
 use crate::catalog::TypeNames;
 use crate::config::{Config, Mode, PoolSettings, TargetConfig, redact_url};
 use crate::error::WorkerError;
+use crate::telemetry::TargetTelemetry;
 
 /// One database target and its pool.
 pub struct Target {
@@ -27,6 +28,8 @@ pub struct Target {
     pub side: PgPool,
     /// Catalog names of the types seen in results.
     pub type_names: TypeNames,
+    /// Spans and metrics of work on this target.
+    pub telemetry: TargetTelemetry,
 }
 
 impl Target {
@@ -55,7 +58,7 @@ impl Targets {
         let mut targets = Vec::with_capacity(config.targets.len());
         for t in &config.targets {
             targets.push(Arc::new(
-                connect_target(t, &config.pool, &config.name).await?,
+                connect_target(t, &config.pool, &config.name, config.sql_comment).await?,
             ));
         }
         Ok(Targets { targets })
@@ -104,7 +107,12 @@ impl Targets {
     }
 }
 
-async fn connect_target(t: &TargetConfig, pool: &PoolSettings, app_name: &str) -> Result<Target> {
+async fn connect_target(
+    t: &TargetConfig,
+    pool: &PoolSettings,
+    app_name: &str,
+    sql_comment: bool,
+) -> Result<Target> {
     let shown = redact_url(&t.url);
     let mut options = PgConnectOptions::from_str(&t.url)
         .with_context(|| format!("database `{}`: invalid URL {shown}", t.name))?
@@ -170,6 +178,7 @@ async fn connect_target(t: &TargetConfig, pool: &PoolSettings, app_name: &str) -
         at = %where_,
         "connected"
     );
+    let telemetry = TargetTelemetry::new(&t.name, &database, &pg_pool, sql_comment)?;
     Ok(Target {
         name: t.name.clone(),
         mode: t.mode,
@@ -178,6 +187,7 @@ async fn connect_target(t: &TargetConfig, pool: &PoolSettings, app_name: &str) -
         pool: pg_pool,
         side,
         type_names: TypeNames::default(),
+        telemetry,
     })
 }
 
