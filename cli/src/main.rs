@@ -47,7 +47,6 @@ async fn main() -> ExitCode {
             report("pgmcp worker", pgmcp_worker::run(args).await)
         }
         Command::Gateway(args) => {
-            pgmcp_gateway::init_logging(args.log_format);
             stop_with_parent();
             report("pgmcp gateway", pgmcp_gateway::run(args).await)
         }
