@@ -49,7 +49,29 @@ fn build() -> Result<PathBuf> {
     } else {
         profile
     };
-    let status = Command::new(cargo)
+    let mut command = Command::new(cargo);
+    // Cargo gives a running test its package's variables (CARGO_MANIFEST_DIR,
+    // CARGO_PKG_*, …). Some build scripts (ring's) watch them, so passing
+    // them on would rebuild half the dependency tree here and again in the
+    // next ordinary build.
+    for (key, _) in std::env::vars_os() {
+        if let Some(k) = key.to_str()
+            && (k.starts_with("CARGO_PKG_")
+                || k.starts_with("CARGO_BIN_EXE_")
+                || matches!(
+                    k,
+                    "CARGO_MANIFEST_DIR"
+                        | "CARGO_MANIFEST_PATH"
+                        | "CARGO_CRATE_NAME"
+                        | "CARGO_PRIMARY_PACKAGE"
+                        | "CARGO_TARGET_TMPDIR"
+                        | "CARGO_RUSTC_CURRENT_DIR"
+                ))
+        {
+            command.env_remove(k);
+        }
+    }
+    let status = command
         .args([
             "build",
             "--quiet",
