@@ -316,6 +316,31 @@ pub fn sqlcomment(sql: &str, traceparent: &str) -> String {
 mod tests {
     use super::*;
 
+    #[tokio::test]
+    async fn several_targets_share_one_registry() -> anyhow::Result<()> {
+        let registry = prometheus::Registry::new();
+        for name in ["sales", "hr"] {
+            let pool = sqlx::postgres::PgPoolOptions::new()
+                .min_connections(0)
+                .connect_lazy(&format!("postgres://u@127.0.0.1:1/{name}"))?;
+            let t = TargetTelemetry::new(name, name, &pool, true)?;
+            for c in t.collectors() {
+                registry.register(c)?;
+            }
+            t.sample_pool(&pool);
+        }
+        let text = pgmcp_telemetry::metrics::encode(&registry)?;
+        assert!(
+            text.contains("pgmcp_worker_pool_max_connections{target=\"sales\"} 10"),
+            "{text}"
+        );
+        assert!(
+            text.contains("pgmcp_worker_pool_max_connections{target=\"hr\"} 10"),
+            "{text}"
+        );
+        Ok(())
+    }
+
     #[test]
     fn comment_is_appended_safely() {
         let tp = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
