@@ -43,12 +43,10 @@ async fn main() -> ExitCode {
     match cli.command {
         Command::Up(args) => up::run(args).await,
         Command::Worker(args) => {
-            pgmcp_worker::init_logging(args.log_format);
             stop_with_parent();
             report("pgmcp worker", pgmcp_worker::run(args).await)
         }
         Command::Gateway(args) => {
-            pgmcp_gateway::init_logging(args.log_format);
             stop_with_parent();
             report("pgmcp gateway", pgmcp_gateway::run(args).await)
         }

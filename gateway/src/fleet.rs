@@ -4,6 +4,7 @@
 //! fails because its worker is unreachable, before any row arrived, moves on
 //! to the next worker. Every call carries a gRPC deadline.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
@@ -15,9 +16,11 @@ use pgmcp_proto::v1::{
     Column, HistoryRequest, HistoryResponse, InfoRequest, InfoResponse, QueryRequest, Summary,
     query_response::Part,
 };
+use pgmcp_telemetry::grpc::{Client as Traced, ClientLayer};
 use tonic::transport::{Channel, Endpoint};
 
 use crate::errors::GatewayError;
+use crate::telemetry::Metrics;
 
 /// Largest gRPC message accepted from a worker.
 const MAX_MESSAGE_BYTES: usize = 16 * 1024 * 1024;
@@ -26,13 +29,15 @@ const MAX_MESSAGE_BYTES: usize = 16 * 1024 * 1024;
 #[derive(Clone)]
 pub struct WorkerHandle {
     pub url: String,
-    client: WorkerClient<Channel>,
+    /// Each call gets a CLIENT span and carries the trace context.
+    client: WorkerClient<Traced<Channel>>,
 }
 
 /// All workers known to this gateway.
 pub struct Fleet {
     workers: Vec<WorkerHandle>,
     next: AtomicUsize,
+    metrics: Arc<Metrics>,
 }
 
 /// A complete query result as received from a worker.
@@ -48,7 +53,7 @@ pub struct QueryOutcome {
 
 impl Fleet {
     /// Builds clients for `urls`; connections open lazily on first use.
-    pub fn new(urls: &[String], connect_timeout: Duration) -> Result<Self> {
+    pub fn new(urls: &[String], connect_timeout: Duration, metrics: Arc<Metrics>) -> Result<Self> {
         let mut workers = Vec::with_capacity(urls.len());
         for url in urls {
             let endpoint = Endpoint::from_shared(url.clone())
@@ -57,7 +62,11 @@ impl Fleet {
                 .tcp_nodelay(true)
                 .http2_keep_alive_interval(Duration::from_secs(30))
                 .keep_alive_while_idle(true);
-            let client = WorkerClient::new(endpoint.connect_lazy())
+            let channel = tower::Layer::layer(
+                &ClientLayer::new(metrics.clone(), url),
+                endpoint.connect_lazy(),
+            );
+            let client = WorkerClient::new(channel)
                 .max_decoding_message_size(MAX_MESSAGE_BYTES)
                 .max_encoding_message_size(MAX_MESSAGE_BYTES);
             workers.push(WorkerHandle {
@@ -68,6 +77,7 @@ impl Fleet {
         Ok(Fleet {
             workers,
             next: AtomicUsize::new(0),
+            metrics,
         })
     }
 
@@ -79,15 +89,19 @@ impl Fleet {
     }
 
     /// True when at least one worker answers `Info` within `within`.
+    /// Updates each worker's `pgmcp_gateway_worker_up`.
     pub async fn any_ready(&self, within: Duration) -> bool {
         let probes = self.workers.iter().map(|w| {
             let mut client = w.client.clone();
+            let metrics = self.metrics.clone();
             async move {
                 let mut req = tonic::Request::new(InfoRequest {});
                 req.set_timeout(within);
-                tokio::time::timeout(within, client.info(req))
+                let up = tokio::time::timeout(within, client.info(req))
                     .await
-                    .is_ok_and(|r| r.is_ok())
+                    .is_ok_and(|r| r.is_ok());
+                metrics.worker_up(&w.url, up);
+                up
             }
         });
         futures::future::join_all(probes)
@@ -132,7 +146,7 @@ impl Fleet {
         call: F,
     ) -> Result<T, GatewayError>
     where
-        F: Fn(WorkerClient<Channel>, Duration) -> Fut,
+        F: Fn(WorkerClient<Traced<Channel>>, Duration) -> Fut,
         Fut: std::future::Future<Output = Result<tonic::Response<T>, tonic::Status>>,
     {
         let started = tokio::time::Instant::now();
@@ -247,7 +261,7 @@ impl Fleet {
         call: F,
     ) -> Result<(T, String), GatewayError>
     where
-        F: Fn(WorkerClient<Channel>, Duration, String) -> Fut,
+        F: Fn(WorkerClient<Traced<Channel>>, Duration, String) -> Fut,
         Fut: Future<Output = Result<tonic::Response<T>, tonic::Status>>,
     {
         let started = tokio::time::Instant::now();
@@ -357,8 +371,14 @@ impl Fleet {
                 break;
             }
             match tokio::time::timeout(remaining, query_one(worker, req.clone(), remaining)).await {
-                Ok(Ok(outcome)) => return Ok(outcome),
+                Ok(Ok(outcome)) => {
+                    self.metrics.worker_up(&worker.url, true);
+                    return Ok(outcome);
+                }
                 Ok(Err(Attempt::Retryable(err))) => {
+                    if err.kind() != ErrorKind::UnknownDatabase {
+                        self.metrics.worker_up(&worker.url, false);
+                    }
                     if err.kind() == ErrorKind::UnknownDatabase {
                         tracing::debug!(worker = %worker.url, error = %err, "worker does not serve the database; trying the next one");
                     } else {
@@ -486,7 +506,7 @@ impl Fleet {
     ) -> Result<Resp, GatewayError>
     where
         Req: Clone,
-        F: Fn(WorkerClient<Channel>, tonic::Request<Req>) -> Fut,
+        F: Fn(WorkerClient<Traced<Channel>>, tonic::Request<Req>) -> Fut,
         Fut: std::future::Future<Output = Result<tonic::Response<Resp>, tonic::Status>>,
     {
         let started = tokio::time::Instant::now();
@@ -557,7 +577,7 @@ impl Fleet {
     ) -> Vec<(String, Result<Resp, GatewayError>)>
     where
         Req: Clone,
-        F: Fn(WorkerClient<Channel>, tonic::Request<Req>) -> Fut,
+        F: Fn(WorkerClient<Traced<Channel>>, tonic::Request<Req>) -> Fut,
         Fut: std::future::Future<Output = Result<tonic::Response<Resp>, tonic::Status>>,
     {
         let calls = self.workers.iter().map(|w| {

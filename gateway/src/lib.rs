@@ -9,7 +9,8 @@
 //! [`http`] (HTTP routes), [`catalog`] (shapes of schemas, tables and table
 //! descriptions), [`resources`] (one file per resource), [`completions`]
 //! (argument completion), [`prompts`], [`listing_cursor`] (cursors of
-//! catalog listings).
+//! catalog listings), [`telemetry`]
+//! (traces, metrics, logs).
 
 pub mod catalog;
 pub mod completions;
@@ -23,6 +24,7 @@ pub mod prompts;
 pub mod render;
 pub mod resources;
 pub mod server;
+pub mod telemetry;
 pub mod tools;
 pub mod toolsets;
 
@@ -35,7 +37,8 @@ pub use server::PgMcp;
 
 /// Builds the MCP service for `config`.
 pub fn service(config: &Config) -> Result<PgMcp> {
-    let fleet = fleet::Fleet::new(&config.workers, config.connect_timeout)?;
+    let metrics = telemetry::Metrics::new()?;
+    let fleet = fleet::Fleet::new(&config.workers, config.connect_timeout, metrics.clone())?;
     let cursors = match &config.cursor_secret {
         Some(key) => cursor::CursorKey::new(key.clone(), config.cursor_ttl),
         None => {
@@ -53,20 +56,38 @@ pub fn service(config: &Config) -> Result<PgMcp> {
         config.limits.clone(),
         cursors,
         config.toolsets,
+        metrics,
     ))
 }
 
 /// Runs a gateway with `args` until SIGINT or SIGTERM (or, with `--stdio`,
-/// until stdin closes).
+/// until stdin closes): sets up logging and trace export, serves, then
+/// flushes the spans still buffered.
 pub async fn run(args: Args) -> Result<()> {
     let config = Config::from_args(&args)?;
+    let telemetry = telemetry::init(args.log_format)?;
+    let served = serve_config(config).await;
+    telemetry.shutdown().await;
+    served
+}
+
+async fn serve_config(config: Config) -> Result<()> {
     let mcp = service(&config)?;
     if config.stdio {
         let running = mcp
             .serve(rmcp::transport::stdio())
             .await
             .context("starting MCP over stdio")?;
-        running.waiting().await.context("MCP over stdio")?;
+        let stop = running.cancellation_token();
+        let waiting = running.waiting();
+        tokio::pin!(waiting);
+        tokio::select! {
+            done = &mut waiting => { done.context("MCP over stdio")?; }
+            _ = shutdown_signal() => {
+                stop.cancel();
+                waiting.await.context("MCP over stdio")?;
+            }
+        }
         return Ok(());
     }
     let listener = tokio::net::TcpListener::bind(config.listen)
@@ -108,18 +129,4 @@ pub async fn shutdown_signal() {
             let _ = tokio::signal::ctrl_c().await;
         }
     }
-}
-
-/// Sets up logging to stderr (never stdout: stdio mode speaks MCP there):
-/// `RUST_LOG` filtering (default `info`), text or JSON.
-pub fn init_logging(format: config::LogFormat) {
-    use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    let _ = match format {
-        config::LogFormat::Text => builder.try_init(),
-        config::LogFormat::Json => builder.json().try_init(),
-    };
 }

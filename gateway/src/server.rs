@@ -7,18 +7,21 @@ use std::sync::Arc;
 use rmcp::handler::server::router::tool::ToolRouter;
 use rmcp::handler::server::tool::ToolCallContext;
 use rmcp::model::{
-    CallToolRequestParams, CallToolResponse, CompleteRequestParams, CompleteResult,
+    CacheScope, CallToolRequestParams, CallToolResponse, CompleteRequestParams, CompleteResult,
     GetPromptRequestParams, GetPromptResponse, Implementation, ListPromptsResult,
-    ListResourceTemplatesResult, ListResourcesResult, PaginatedRequestParams,
-    ReadResourceRequestParams, ReadResourceResponse, ServerCapabilities, ServerConfig,
+    ListResourceTemplatesResult, ListResourcesResult, ListToolsResult, PaginatedRequestParams,
+    ProtocolVersion, ReadResourceRequestParams, ReadResourceResponse, ResultType,
+    ServerCapabilities, ServerConfig,
 };
 use rmcp::service::RequestContext;
 use rmcp::{ErrorData, RoleServer, ServerHandler, tool_handler};
+use tracing::Instrument;
 
 use crate::config::Limits;
 use crate::cursor::CursorKey;
 use crate::fleet::Fleet;
 use crate::resources;
+use crate::telemetry::{McpRequest, Metrics, Outcome};
 use crate::toolsets::{Toolset, Toolsets};
 
 /// State shared by every request.
@@ -26,6 +29,7 @@ pub struct Shared {
     pub fleet: Fleet,
     pub limits: Limits,
     pub cursors: CursorKey,
+    pub metrics: Arc<Metrics>,
     pub toolsets: Toolsets,
     tools: ToolRouter<PgMcp>,
 }
@@ -38,7 +42,13 @@ pub struct PgMcp {
 
 impl PgMcp {
     /// A server listing and accepting only the tools of `toolsets`.
-    pub fn new(fleet: Fleet, limits: Limits, cursors: CursorKey, toolsets: Toolsets) -> Self {
+    pub fn new(
+        fleet: Fleet,
+        limits: Limits,
+        cursors: CursorKey,
+        toolsets: Toolsets,
+        metrics: Arc<Metrics>,
+    ) -> Self {
         let mut tools = Self::query_router()
             + Self::execute_router()
             + Self::transaction_router()
@@ -69,6 +79,7 @@ impl PgMcp {
                 limits,
                 cursors,
                 toolsets,
+                metrics,
                 tools,
             }),
         }
@@ -119,8 +130,42 @@ impl ServerHandler for PgMcp {
                 None,
             ));
         }
+        let traced = McpRequest::start(
+            &self.shared.metrics,
+            "tools/call",
+            Some(&request.name),
+            &context,
+        );
+        let span = traced.span().clone();
         let tcc = ToolCallContext::new(self, request, context);
-        self.shared.tools.call(tcc).await
+        let response = self.shared.tools.call(tcc).instrument(span).await;
+        traced.finish(match &response {
+            Ok(CallToolResponse::Complete(r)) if r.is_error == Some(true) => Outcome::ToolError,
+            Ok(_) => Outcome::Ok,
+            Err(e) => Outcome::Error(e.code.0),
+        });
+        response
+    }
+
+    async fn list_tools(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        context: RequestContext<RoleServer>,
+    ) -> Result<ListToolsResult, ErrorData> {
+        let traced = McpRequest::start(&self.shared.metrics, "tools/list", None, &context);
+        let cache_hints = context
+            .protocol_version()
+            .is_some_and(|v| v >= ProtocolVersion::V_2026_07_28);
+        let result = ListToolsResult {
+            result_type: Some(ResultType::COMPLETE),
+            tools: self.shared.tools.list_all(),
+            meta: None,
+            next_cursor: None,
+            ttl_ms: cache_hints.then_some(0),
+            cache_scope: cache_hints.then_some(CacheScope::Public),
+        };
+        traced.finish(Outcome::Ok);
+        Ok(result)
     }
 
     async fn list_resources(

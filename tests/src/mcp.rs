@@ -3,7 +3,7 @@
 use anyhow::{Context, Result, bail};
 use rmcp::model::{
     CallToolRequestParams, CallToolResult, ClientCapabilities, ClientConfig, Implementation,
-    ProtocolVersion,
+    MetaObject, ProtocolVersion, RequestMetaObject,
 };
 use rmcp::service::RunningService;
 use rmcp::transport::StreamableHttpClientTransport;
@@ -30,6 +30,25 @@ pub async fn http_client(url: &str) -> Result<Client> {
 pub async fn http_client_with_version(url: &str, version: ProtocolVersion) -> Result<Client> {
     let transport = StreamableHttpClientTransport::from_uri(url.to_string());
     client_config(version)
+        .serve(transport)
+        .await
+        .with_context(|| format!("MCP handshake with {url}"))
+}
+
+/// Connects to `url` with the newest protocol version, sending `headers`
+/// (e.g. `traceparent`) with every HTTP request.
+pub async fn http_client_with_headers(url: &str, headers: &[(&str, &str)]) -> Result<Client> {
+    use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
+    let mut map = std::collections::HashMap::new();
+    for (k, v) in headers {
+        map.insert(
+            http::HeaderName::from_bytes(k.as_bytes())?,
+            http::HeaderValue::from_str(v)?,
+        );
+    }
+    let config = StreamableHttpClientTransportConfig::with_uri(url.to_string()).custom_headers(map);
+    let transport = StreamableHttpClientTransport::from_config(config);
+    client_config(ProtocolVersion::LATEST)
         .serve(transport)
         .await
         .with_context(|| format!("MCP handshake with {url}"))
@@ -84,6 +103,22 @@ pub fn assert_valid_output(tool: &rmcp::model::Tool, result: &CallToolResult) ->
         );
     }
     Ok(())
+}
+
+/// Calls `tool` with `args` and `meta` as the request's `params._meta`
+/// (e.g. `{"traceparent": "00-…"}`).
+pub async fn call_tool_with_meta(
+    client: &Client,
+    tool: &str,
+    args: serde_json::Value,
+    meta: serde_json::Value,
+) -> Result<CallToolResult> {
+    let (serde_json::Value::Object(args), serde_json::Value::Object(meta)) = (args, meta) else {
+        bail!("tool arguments and meta must be JSON objects");
+    };
+    let mut params = CallToolRequestParams::new(tool.to_string()).with_arguments(args);
+    params.meta = Some(RequestMetaObject(MetaObject(meta)));
+    Ok(client.call_tool(params).await?)
 }
 
 /// The text of the first content block.

@@ -14,6 +14,8 @@ use tonic::transport::Channel;
 /// A worker served from this process on a loopback port.
 pub struct InProcessWorker {
     pub addr: SocketAddr,
+    /// Where its `/metrics` is served.
+    pub metrics_addr: SocketAddr,
     stop: Option<oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<Result<()>>>,
 }
@@ -34,12 +36,20 @@ impl InProcessWorker {
         let config = pgmcp_worker::Config::from_args(&cli.args)?;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
+        let metrics_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let metrics_addr = metrics_listener.local_addr()?;
         let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(pgmcp_worker::server::serve(config, listener, async move {
-            let _ = stopped.await;
-        }));
+        let task = tokio::spawn(pgmcp_worker::server::serve_with_metrics(
+            config,
+            listener,
+            Some(metrics_listener),
+            async move {
+                let _ = stopped.await;
+            },
+        ));
         let worker = InProcessWorker {
             addr,
+            metrics_addr,
             stop: Some(stop),
             task: Some(task),
         };

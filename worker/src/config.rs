@@ -50,7 +50,8 @@ pub struct Args {
     pub modes: Vec<String>,
 
     /// Name of this worker instance; also the `application_name` of its
-    /// PostgreSQL sessions. Defaults to `pgmcp-worker-<hostname>-<pid>`.
+    /// PostgreSQL sessions and its traces' `service.instance.id`. Defaults
+    /// to `pgmcp-worker-<hostname>-<pid>`, or the pod name on Kubernetes.
     #[arg(long, env = "PGMCP_WORKER_NAME")]
     pub name: Option<String>,
 
@@ -138,9 +139,26 @@ pub struct Args {
     #[arg(long, env = "PGMCP_HISTORY_SIZE", default_value_t = 500)]
     pub history_size: usize,
 
-    /// Log format: `text` (human-readable) or `json`.
+    /// Log format: `text` (human-readable) or `json` (with `trace_id` and
+    /// `span_id` when tracing).
     #[arg(long, env = "PGMCP_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
+
+    /// Address of a small HTTP server for Prometheus (`GET /metrics`).
+    /// Off unless set.
+    #[arg(long, env = "PGMCP_WORKER_METRICS_LISTEN")]
+    pub metrics_listen: Option<SocketAddr>,
+
+    /// Append a SQLCommenter comment (`/*traceparent='…'*/`) to the SQL of
+    /// traced calls, so PostgreSQL's views and logs lead to the trace.
+    #[arg(
+        long,
+        env = "PGMCP_SQL_COMMENT",
+        default_value_t = true,
+        action = clap::ArgAction::Set,
+        value_name = "BOOL"
+    )]
+    pub sql_comment: bool,
 }
 
 /// Largest `--history-size` (each entry keeps up to 2048 characters of SQL).
@@ -234,6 +252,10 @@ pub struct Config {
     pub schema_cache_ttl: Duration,
     /// Entries of the call history ring.
     pub history_size: usize,
+    /// Where `/metrics` is served, if anywhere.
+    pub metrics_listen: Option<SocketAddr>,
+    /// Whether traced SQL carries a SQLCommenter comment.
+    pub sql_comment: bool,
 }
 
 impl Config {
@@ -348,6 +370,8 @@ impl Config {
             },
             schema_cache_ttl: Duration::from_secs(args.schema_cache_ttl_s),
             history_size: args.history_size,
+            metrics_listen: args.metrics_listen,
+            sql_comment: args.sql_comment,
         })
     }
 }
@@ -379,13 +403,17 @@ fn read_url_file(path: &std::path::Path) -> Result<String> {
     Ok(url.to_string())
 }
 
+/// `pgmcp-worker-<hostname>-<pid>`; on Kubernetes the pod name, which is
+/// unique already (and what traces show as `service.instance.id`).
 fn default_instance_name() -> String {
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|h| h.trim().to_string())
-        .ok()
-        .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| "local".into());
-    format!("pgmcp-worker-{host}-{}", std::process::id())
+    if std::env::var_os("KUBERNETES_SERVICE_HOST").is_some() {
+        return pgmcp_telemetry::otlp::default_instance_id();
+    }
+    format!(
+        "pgmcp-worker-{}-{}",
+        pgmcp_telemetry::otlp::hostname(),
+        std::process::id()
+    )
 }
 
 /// A target's default name: the database named in its URL, else `PGDATABASE`,

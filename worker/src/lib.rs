@@ -12,6 +12,7 @@
 //! checks, pg_stat_statements, ANALYZE/VACUUM). One module per RPC:
 //! [`query`] (streaming reads), [`execute`], [`transaction`], [`explain`],
 //! [`bulk_insert`].
+//! [`telemetry`] (traces, metrics, logs).
 
 pub mod bulk_insert;
 pub mod catalog;
@@ -34,15 +35,24 @@ pub mod session;
 pub mod statement;
 pub mod suggest;
 pub mod targets;
+pub mod telemetry;
 pub mod transaction;
 
 use anyhow::{Context, Result};
 
 pub use config::{Args, Config};
 
-/// Runs a worker with `args` until SIGINT or SIGTERM.
+/// Runs a worker with `args` until SIGINT or SIGTERM: sets up logging and
+/// trace export, serves, then flushes the spans still buffered.
 pub async fn run(args: Args) -> Result<()> {
     let config = Config::from_args(&args)?;
+    let telemetry = telemetry::init(&config, args.log_format)?;
+    let served = serve_until_signal(config).await;
+    telemetry.shutdown().await;
+    served
+}
+
+async fn serve_until_signal(config: Config) -> Result<()> {
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
@@ -64,17 +74,4 @@ pub async fn shutdown_signal() {
         _ = term.recv() => {}
         _ = tokio::signal::ctrl_c() => {}
     }
-}
-
-/// Sets up logging to stderr: `RUST_LOG` filtering (default `info`), text or JSON.
-pub fn init_logging(format: config::LogFormat) {
-    use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    let _ = match format {
-        config::LogFormat::Text => builder.try_init(),
-        config::LogFormat::Json => builder.json().try_init(),
-    };
 }

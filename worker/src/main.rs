@@ -11,7 +11,6 @@ struct Cli {
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    pgmcp_worker::init_logging(cli.args.log_format);
     match pgmcp_worker::run(cli.args).await {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {

@@ -20,6 +20,7 @@ use sqlx::AssertSqlSafe;
 use sqlx::PgConnection;
 use tokio::sync::mpsc;
 use tonic::Status;
+use tracing::Instrument;
 
 use crate::config::Limits;
 
@@ -27,6 +28,7 @@ use crate::error::WorkerError;
 use crate::session::{Access, Session};
 use crate::statement;
 use crate::targets::Target;
+use crate::telemetry::TargetTelemetry;
 
 /// Rows are sent in batches of at most this many rows …
 const BATCH_ROWS: usize = 1_000;
@@ -93,6 +95,7 @@ pub async fn run(target: Arc<Target>, req: QueryRequest, eff: Effective, tx: Sen
     if let Err(err) = run_inner(&target, &req, eff, &tx).await {
         let mut err = err.for_database(&target.name);
         crate::suggest::did_you_mean(&target, &req.sql, &mut err).await;
+        target.telemetry.failed(&err);
         if err.kind() == ErrorKind::Internal {
             tracing::error!(target = %target.name, error = %err, "query failed");
         } else {
@@ -115,7 +118,13 @@ async fn run_inner(
     tx: &Sender,
 ) -> Result<(), WorkerError> {
     let mut session = Session::begin(target, Access::ReadOnly, eff.timeout_ms).await?;
-    let outcome = stream_rows(target, session.conn(), req, eff, tx).await;
+    let db = target.telemetry.db_call(&req.sql);
+    let outcome = stream_rows(target, session.conn(), req, eff, tx)
+        .instrument(db.clone())
+        .await;
+    if let Err(err) = &outcome {
+        TargetTelemetry::statement_failed(&db, err);
+    }
     match &outcome {
         // Rows were left unread: stop the backend, drop the connection.
         Ok(Some(_)) => session.abandon(target).await,
@@ -149,8 +158,12 @@ async fn stream_rows(
         return Ok(Some(Cut::CallerGone));
     }
 
-    let mut rows =
-        sqlx::query_with(AssertSqlSafe(req.sql.clone()), prepared.args).fetch(&mut *conn);
+    // With tracing on, the text carries a SQLCommenter comment (see
+    // telemetry::db); the plain text stays prepared and cached.
+    let (text, persistent) = target.telemetry.statement_text(&req.sql);
+    let mut rows = sqlx::query_with(AssertSqlSafe(text), prepared.args)
+        .persistent(persistent)
+        .fetch(&mut *conn);
     let mut skip = req.skip_rows;
     let mut batch = RowBatch::default();
     let mut batch_bytes = 0usize;
@@ -215,6 +228,7 @@ async fn stream_rows(
         summary.truncated = true;
         summary.truncation_reason = *reason as i32;
     }
+    target.telemetry.returned(&summary);
     let _ = tx
         .send(Ok(QueryResponse {
             part: Some(Part::Summary(summary)),

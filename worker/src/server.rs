@@ -1,4 +1,5 @@
-//! Assembling and running the worker's gRPC server.
+//! Assembling and running the worker's gRPC server (and, with
+//! `--metrics-listen`, its `/metrics` HTTP server).
 
 use std::future::Future;
 use std::sync::Arc;
@@ -8,24 +9,70 @@ use anyhow::{Context, Result};
 use pgmcp_proto::v1::worker_server::WorkerServer;
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
+use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
 use crate::history::History;
 use crate::service::WorkerService;
 use crate::targets::Targets;
+use crate::telemetry::{self, Metrics};
 
 /// Largest gRPC message accepted or sent (a row batch is far smaller).
 const MAX_MESSAGE_BYTES: usize = 16 * 1024 * 1024;
 
-/// Connects to every target, then serves on `listener` until `shutdown`
-/// completes; in-flight calls finish, then the pools close.
+/// Connects to every target, then serves on `listener` (and `/metrics` on
+/// `config.metrics_listen`, if set) until `shutdown` completes; in-flight
+/// calls finish, then the pools close.
 pub async fn serve(
     config: Config,
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<()> {
+    let metrics_listener = match config.metrics_listen {
+        Some(addr) => Some(
+            TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("cannot listen on {addr} (--metrics-listen)"))?,
+        ),
+        None => None,
+    };
+    serve_with_metrics(config, listener, metrics_listener, shutdown).await
+}
+
+/// As [`serve`], with the `/metrics` listener given (or none).
+pub async fn serve_with_metrics(
+    config: Config,
+    listener: TcpListener,
+    metrics_listener: Option<TcpListener>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<()> {
     let targets = Arc::new(Targets::connect(&config).await?);
-    serve_targets(config, targets.clone(), listener, shutdown).await?;
+    let metrics = Metrics::new(targets.clone())?;
+    let stop = CancellationToken::new();
+    let mut metrics_server = None;
+    if let Some(l) = metrics_listener {
+        tracing::info!(addr = %l.local_addr()?, "metrics at /metrics");
+        metrics_server = Some(tokio::spawn(telemetry::metrics::serve(
+            l,
+            metrics.clone(),
+            stop.clone(),
+        )));
+    }
+    let stopping = stop.clone();
+    let shutdown = async move {
+        shutdown.await;
+        stopping.cancel();
+    };
+    let served = serve_targets(config, targets.clone(), metrics, listener, shutdown).await;
+    stop.cancel();
+    if let Some(task) = metrics_server {
+        match task.await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::warn!(error = %format!("{e:#}"), "metrics server failed"),
+            Err(e) => tracing::warn!(error = %e, "metrics server task failed"),
+        }
+    }
+    served?;
     targets.close().await;
     Ok(())
 }
@@ -33,6 +80,7 @@ pub async fn serve(
 async fn serve_targets(
     config: Config,
     targets: Arc<Targets>,
+    metrics: Arc<Metrics>,
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<()> {
@@ -71,6 +119,7 @@ async fn serve_targets(
     tonic::transport::Server::builder()
         .http2_keepalive_interval(Some(std::time::Duration::from_secs(30)))
         .tcp_nodelay(true)
+        .layer(telemetry::server_layer(metrics))
         .add_service(health)
         .add_service(reflection)
         .add_service(worker)

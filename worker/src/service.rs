@@ -20,6 +20,7 @@ use pgmcp_proto::v1::{
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
+use tracing::Instrument;
 
 use crate::config::Limits;
 use crate::dba;
@@ -92,7 +93,7 @@ where
     T: Send + 'static,
     F: Future<Output = Result<T, WorkerError>> + Send + 'static,
 {
-    let outcome = match tokio::spawn(work).await {
+    let outcome = match tokio::spawn(work.in_current_span()).await {
         Ok(r) => r,
         Err(e) => {
             tracing::error!(error = %e, "a worker task failed");
@@ -414,7 +415,8 @@ impl Worker for WorkerService {
             .history
             .start(&target.name, "query", &req.sql, req.params.len());
         let (tx, rx) = mpsc::channel(4);
-        tokio::spawn(query::run(target, req, eff, tx));
+        // The task stays in this call's trace (the worker's SERVER span).
+        tokio::spawn(query::run(target, req, eff, tx).in_current_span());
         let stream = history::record_stream(call, ReceiverStream::new(rx));
         Ok(Response::new(Box::pin(stream)))
     }

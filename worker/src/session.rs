@@ -71,7 +71,10 @@ impl Session {
         access: Access,
         timeout_ms: u32,
     ) -> Result<Self, WorkerError> {
-        let mut conn = target.waiters.wait(target.pool.acquire()).await?;
+        let mut conn = target
+            .waiters
+            .wait(target.telemetry.acquire(&target.pool))
+            .await?;
         let mode = match access {
             Access::ReadOnly => "READ ONLY",
             Access::ReadWrite => "READ WRITE",

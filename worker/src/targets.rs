@@ -14,6 +14,7 @@ use crate::config::{Config, Mode, PoolSettings, TargetConfig, redact_url};
 use crate::error::WorkerError;
 use crate::pool_stats::{self, Waiters};
 use crate::schema_cache::SchemaCache;
+use crate::telemetry::TargetTelemetry;
 
 /// One database target and its pool.
 pub struct Target {
@@ -41,6 +42,8 @@ pub struct Target {
     pub type_names: TypeNames,
     /// Schemas, tables and table descriptions; see [`SchemaCache::invalidate`].
     pub schema_cache: SchemaCache,
+    /// Spans and metrics of work on this target.
+    pub telemetry: TargetTelemetry,
 }
 
 impl Target {
@@ -74,7 +77,14 @@ impl Targets {
         let mut targets = Vec::with_capacity(config.targets.len());
         for t in &config.targets {
             targets.push(Arc::new(
-                connect_target(t, &config.pool, &config.name, config.schema_cache_ttl).await?,
+                connect_target(
+                    t,
+                    &config.pool,
+                    &config.name,
+                    config.schema_cache_ttl,
+                    config.sql_comment,
+                )
+                .await?,
             ));
         }
         Ok(Targets { targets })
@@ -128,6 +138,7 @@ async fn connect_target(
     pool: &PoolSettings,
     app_name: &str,
     schema_cache_ttl: std::time::Duration,
+    sql_comment: bool,
 ) -> Result<Target> {
     let shown = redact_url(&t.url);
     let mut options = PgConnectOptions::from_str(&t.url)
@@ -212,6 +223,7 @@ async fn connect_target(
         at = %where_,
         "connected"
     );
+    let telemetry = TargetTelemetry::new(&t.name, &database, &pg_pool, sql_comment)?;
     Ok(Target {
         name: t.name.clone(),
         mode: t.mode,
@@ -226,6 +238,7 @@ async fn connect_target(
         side,
         type_names: TypeNames::default(),
         schema_cache: SchemaCache::new(schema_cache_ttl),
+        telemetry,
     })
 }
 
