@@ -171,70 +171,110 @@ impl ServerHandler for PgMcp {
     async fn list_resources(
         &self,
         request: Option<PaginatedRequestParams>,
-        _ctx: RequestContext<RoleServer>,
+        ctx: RequestContext<RoleServer>,
     ) -> Result<ListResourcesResult, ErrorData> {
-        let cursor = request.and_then(|r| r.cursor);
-        let first_page = cursor.is_none();
-        let mut result = resources::schema::list(self, cursor).await?;
-        if first_page {
-            let mut all = resources::static_resources();
-            all.append(&mut result.resources);
-            result.resources = all;
-        }
-        Ok(result)
+        self.traced("resources/list", None, &ctx, async {
+            let cursor = request.and_then(|r| r.cursor);
+            let first_page = cursor.is_none();
+            let mut result = resources::schema::list(self, cursor).await?;
+            if first_page {
+                let mut all = resources::static_resources();
+                all.append(&mut result.resources);
+                result.resources = all;
+            }
+            Ok(result)
+        })
+        .await
     }
 
     async fn list_resource_templates(
         &self,
         _request: Option<PaginatedRequestParams>,
-        _ctx: RequestContext<RoleServer>,
+        ctx: RequestContext<RoleServer>,
     ) -> Result<ListResourceTemplatesResult, ErrorData> {
-        Ok(resources::schema::templates())
+        self.traced("resources/templates/list", None, &ctx, async {
+            Ok(resources::schema::templates())
+        })
+        .await
     }
 
     async fn read_resource(
         &self,
         request: ReadResourceRequestParams,
-        _ctx: RequestContext<RoleServer>,
+        ctx: RequestContext<RoleServer>,
     ) -> Result<ReadResourceResponse, ErrorData> {
-        if let Some(r) = resources::read(&request.uri, &self.shared.fleet).await {
-            return r.map(Into::into);
-        }
-        if request.uri.starts_with("schema://") {
-            return resources::schema::read(self, &request.uri)
-                .await
-                .map(Into::into);
-        }
-        Err(ErrorData::resource_not_found(
-            format!(
-                "no resource `{}`; resources/list shows what exists",
-                request.uri
-            ),
-            None,
-        ))
+        self.traced("resources/read", None, &ctx, async {
+            if let Some(r) = resources::read(&request.uri, &self.shared.fleet).await {
+                return r.map(Into::into);
+            }
+            if request.uri.starts_with("schema://") {
+                return resources::schema::read(self, &request.uri)
+                    .await
+                    .map(Into::into);
+            }
+            Err(ErrorData::resource_not_found(
+                format!(
+                    "no resource `{}`; resources/list shows what exists",
+                    request.uri
+                ),
+                None,
+            ))
+        })
+        .await
     }
 
     async fn list_prompts(
         &self,
         _request: Option<PaginatedRequestParams>,
-        _ctx: RequestContext<RoleServer>,
+        ctx: RequestContext<RoleServer>,
     ) -> Result<ListPromptsResult, ErrorData> {
-        Ok(crate::prompts::list())
+        self.traced("prompts/list", None, &ctx, async {
+            Ok(crate::prompts::list())
+        })
+        .await
     }
 
     async fn get_prompt(
         &self,
         request: GetPromptRequestParams,
-        _ctx: RequestContext<RoleServer>,
+        ctx: RequestContext<RoleServer>,
     ) -> Result<GetPromptResponse, ErrorData> {
-        crate::prompts::get(self, request).await.map(Into::into)
+        let name = request.name.clone();
+        self.traced("prompts/get", Some(&name), &ctx, async {
+            crate::prompts::get(self, request).await.map(Into::into)
+        })
+        .await
     }
 
     async fn complete(
         &self,
         request: CompleteRequestParams,
-        _ctx: RequestContext<RoleServer>,
+        ctx: RequestContext<RoleServer>,
     ) -> Result<CompleteResult, ErrorData> {
-        crate::completions::complete(self, request).await
+        self.traced("completion/complete", None, &ctx, async {
+            crate::completions::complete(self, request).await
+        })
+        .await
+    }
+}
+
+impl PgMcp {
+    /// Runs one MCP request's work inside its SERVER span and records it
+    /// (`mcp.method.name`, outcome, duration).
+    async fn traced<T>(
+        &self,
+        method: &'static str,
+        target: Option<&str>,
+        ctx: &RequestContext<RoleServer>,
+        work: impl std::future::Future<Output = Result<T, ErrorData>>,
+    ) -> Result<T, ErrorData> {
+        let traced = McpRequest::start(&self.shared.metrics, method, target, ctx);
+        let span = traced.span().clone();
+        let result = work.instrument(span).await;
+        traced.finish(match &result {
+            Ok(_) => Outcome::Ok,
+            Err(e) => Outcome::Error(e.code.0),
+        });
+        result
     }
 }

@@ -837,3 +837,34 @@ async fn worker_metrics_listen_flag_serves_metrics() -> Result<()> {
     assert!(worker.stop().await?.success());
     Ok(())
 }
+
+#[tokio::test]
+async fn every_mcp_request_gets_a_server_span() -> Result<()> {
+    use rmcp::model::ReadResourceRequestParams;
+    let (_pg, url) = app_db().await?;
+    let otlp = Collector::start().await?;
+    let env = otel_env(&otlp, "grpc", "100");
+    let (_worker, gateway) = traced_pair(&url, &env, &[]).await?;
+    let client = mcp::http_client(&mcp_url(&gateway)).await?;
+    client
+        .read_resource(ReadResourceRequestParams::new("stats://fleet"))
+        .await?;
+    client.list_all_resources().await?;
+    client.list_all_prompts().await?;
+    let wanted = ["resources/read", "resources/list", "prompts/list"];
+    let spans = otlp
+        .wait_for("the gateway's SERVER spans", WAIT, |s| {
+            wanted.iter().all(|w| {
+                s.iter().any(|s| {
+                    s.name == *w && s.service == "pgmcp-gateway" && s.kind == SpanKind::Server
+                })
+            })
+        })
+        .await?;
+    let read = spans
+        .iter()
+        .find(|s| s.name == "resources/read")
+        .context("resources/read span")?;
+    assert_eq!(read.attr("mcp.method.name"), Some("resources/read"));
+    Ok(())
+}
