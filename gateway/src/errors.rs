@@ -37,6 +37,7 @@ impl GatewayError {
             ErrorKind::Cancelled => "Cancelled",
             ErrorKind::Connection => "Database connection lost",
             ErrorKind::PoolExhausted => "Database busy",
+            ErrorKind::Overloaded => "Overloaded",
             ErrorKind::Unavailable => "Worker unavailable",
             ErrorKind::UnknownDatabase => "Unknown database",
             ErrorKind::InvalidRequest => "Invalid request",
@@ -93,6 +94,8 @@ impl GatewayError {
             ErrorKind::Cancelled => "The statement was cancelled before it finished; nothing was changed. Call again if still needed.".to_string(),
             ErrorKind::Connection => "The worker's connection to PostgreSQL failed. Retry shortly; if it keeps failing the database may be down or unreachable.".to_string(),
             ErrorKind::PoolExhausted => "All database connections are busy. Retry in a moment.".to_string(),
+            ErrorKind::Overloaded => "Too many calls are running at once; nothing was run. Retry in a moment, \
+                 or wait for your other calls to finish.".to_string(),
             ErrorKind::Unavailable => "No worker answered. Retry shortly; if it persists, the pgmcp workers are down or unreachable from the gateway.".to_string(),
             ErrorKind::UnknownDatabase => "Pass one of the available names as `database`.".to_string(),
             ErrorKind::InvalidRequest => "Fix the arguments and call again.".to_string(),
@@ -145,7 +148,17 @@ impl std::fmt::Display for GatewayError {
 
 impl From<tonic::Status> for GatewayError {
     fn from(status: tonic::Status) -> Self {
-        GatewayError(Box::new(Error::from_status(&status)))
+        let mut err = Error::from_status(&status);
+        // tonic's own message-size errors: name the setting to change.
+        if status.details().is_empty() && status.message().contains("message length too large") {
+            err.kind = ErrorKind::InvalidRequest as i32;
+            err.message = format!(
+                "a gRPC message between gateway and worker is over the size limit ({}); \
+                 ask for fewer rows or smaller values, or raise --max-message-bytes on the gateway and the worker",
+                status.message()
+            );
+        }
+        GatewayError(Box::new(err))
     }
 }
 
@@ -164,6 +177,7 @@ pub fn kind_name(kind: ErrorKind) -> &'static str {
         ErrorKind::Cancelled => "cancelled",
         ErrorKind::Connection => "connection",
         ErrorKind::PoolExhausted => "pool_exhausted",
+        ErrorKind::Overloaded => "overloaded",
         ErrorKind::Data => "data",
         ErrorKind::Statement => "statement",
         ErrorKind::Database => "database",

@@ -57,7 +57,7 @@ pub fn code_for(kind: ErrorKind) -> Code {
         ErrorKind::Cancelled => Code::Cancelled,
         ErrorKind::Conflict => Code::Aborted,
         ErrorKind::Connection | ErrorKind::Unavailable => Code::Unavailable,
-        ErrorKind::PoolExhausted => Code::ResourceExhausted,
+        ErrorKind::PoolExhausted | ErrorKind::Overloaded => Code::ResourceExhausted,
         ErrorKind::Database | ErrorKind::Internal | ErrorKind::Unspecified => Code::Internal,
     }
 }
@@ -72,7 +72,10 @@ pub fn kind_for(code: Code) -> ErrorKind {
         Code::Cancelled => ErrorKind::Timeout,
         Code::ResourceExhausted => ErrorKind::PoolExhausted,
         Code::InvalidArgument | Code::OutOfRange => ErrorKind::InvalidRequest,
-        Code::PermissionDenied | Code::Unauthenticated => ErrorKind::PermissionDenied,
+        Code::PermissionDenied => ErrorKind::PermissionDenied,
+        // The worker refused the gateway's own credentials: an operator's
+        // configuration problem, not the caller's.
+        Code::Unauthenticated => ErrorKind::Internal,
         Code::NotFound => ErrorKind::UnknownDatabase,
         _ => ErrorKind::Internal,
     }
