@@ -7,7 +7,9 @@ use crate::mcp::{self, Client};
 use crate::pg::Pg;
 use crate::worker::InProcessWorker;
 
-/// A cluster with database `app`, one worker serving it and one gateway.
+/// A cluster with database `app` (owned by the ordinary role
+/// [`crate::pg::OWNER`], as which the worker connects), one worker serving
+/// it and one gateway.
 pub struct Stack {
     pub client: Client,
     pub gateway: InProcessGateway,
@@ -16,7 +18,8 @@ pub struct Stack {
 }
 
 impl Stack {
-    /// Starts the stack; `setup` runs in database `app` first (as superuser).
+    /// Starts the stack; `setup` runs in database `app` first, as the owner
+    /// role, so everything it creates belongs to the role the worker uses.
     pub async fn start(setup: &str) -> Result<Self> {
         Self::start_with(setup, &[], &[]).await
     }

@@ -4,8 +4,11 @@
 //! database), [`service`] (the gRPC service), [`session`] (a call's
 //! transaction on its connection), [`query`] (streaming one statement), [`params`] (binding), [`decode`] (values → JSON),
 //! [`catalog`] (type names), [`error`] (failures → the contract's error),
-//! [`server`] (assembly).
+//! [`auth`] (worker token, the caller's principal), [`calls`] (admission
+//! limit and per-call log line), [`server`] (assembly: TLS, layers).
 
+pub mod auth;
+pub mod calls;
 pub mod catalog;
 pub mod config;
 pub mod decode;
