@@ -84,6 +84,9 @@ impl GatewayError {
                 s.push_str("; nothing was changed. Adjust the values and try again.");
                 s
             }
+            // Refused by pgmcp's own access control (no SQLSTATE): the caller's credentials.
+            ErrorKind::PermissionDenied if e.sqlstate.is_empty() => "Your credentials (token or scopes) do not allow this call; \
+                 use a tool and database they cover, or ask the pgmcp operators for the permission named above.".to_string(),
             ErrorKind::PermissionDenied => "The database role pgmcp uses lacks this privilege. Query objects it can read, \
                  or ask a database administrator to GRANT access.".to_string(),
             ErrorKind::ReadOnly => "This call runs in a read-only transaction, so it cannot change data or schema; \

@@ -3,16 +3,25 @@
 //! call to a worker. It holds no SQL of its own and no database credentials.
 //!
 //! Map: [`config`] (flags), [`server`] (the MCP handler), [`tools`] (one file
-//! per tool), [`fleet`] (workers and routing), [`errors`] (one error type and
-//! its explanations), [`render`] (text for the model), [`http`] (HTTP routes).
+//! per tool), [`fleet`] (workers and routing), [`worker_link`] (the gRPC
+//! client: TLS, worker token, principal metadata), [`errors`] (one error type
+//! and its explanations), [`render`] (text for the model), [`http`] (HTTP
+//! routes and layers), [`auth`] (who is calling and what they may do),
+//! [`call`] (the call being served), [`limits`] (per-principal concurrency,
+//! early size checks), [`secret`] (secrets from env or files).
 
+pub mod auth;
+pub mod call;
 pub mod config;
 pub mod errors;
 pub mod fleet;
 pub mod http;
+pub mod limits;
 pub mod render;
+pub mod secret;
 pub mod server;
 pub mod tools;
+pub mod worker_link;
 
 use anyhow::{Context, Result};
 use rmcp::ServiceExt;
@@ -23,7 +32,7 @@ pub use server::PgMcp;
 
 /// Builds the MCP service for `config`.
 pub fn service(config: &Config) -> Result<PgMcp> {
-    let fleet = fleet::Fleet::new(&config.workers, config.connect_timeout)?;
+    let fleet = fleet::Fleet::new(&config.workers, &config.link)?;
     Ok(PgMcp::new(fleet, config.limits.clone()))
 }
 
@@ -54,8 +63,13 @@ pub async fn serve_http(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<()> {
     let token = CancellationToken::new();
-    let app = http::router(mcp, config.allowed_hosts.clone(), token.clone());
-    tracing::info!(addr = %listener.local_addr()?, workers = ?config.workers, "gateway listening; MCP at /mcp");
+    let app = http::router(&config, mcp, token.clone()).await?;
+    tracing::info!(
+        addr = %listener.local_addr()?,
+        workers = ?config.workers,
+        auth = if config.auth.enabled() { "on" } else { "off" },
+        "gateway listening; MCP at /mcp"
+    );
     axum::serve(listener, app)
         .with_graceful_shutdown(async move {
             shutdown.await;

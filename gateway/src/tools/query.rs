@@ -51,6 +51,7 @@ impl PgMcp {
 Use $1, $2, … placeholders with `params`. The statement runs in a read-only transaction that is rolled back, \
 so it cannot change anything. Results are capped by `max_rows`; `truncated` tells when rows were left out.",
         input_schema = schema_for_type::<QueryArgs>(),
+        meta = crate::auth::requires(crate::auth::Access::Read),
         annotations(title = "Run a read-only SQL query", read_only_hint = true, destructive_hint = false, idempotent_hint = true, open_world_hint = false)
     )]
     pub async fn query(&self, args: JsonObject, ct: CancellationToken) -> CallToolResult {
@@ -59,6 +60,9 @@ so it cannot change anything. Results are capped by `max_rows`; `truncated` tell
             Err(e) => return error_result(&e, None),
         };
         let limits = &self.shared.limits;
+        if let Err(e) = crate::limits::check_statement(&args.sql, args.params.len(), limits) {
+            return error_result(&e, None);
+        }
         let max_rows = match args.max_rows {
             None => limits.default_max_rows,
             Some(0) => {
