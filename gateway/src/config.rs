@@ -15,7 +15,8 @@ use crate::secret::{self, Secret};
 use crate::worker_link::{LinkConfig, TlsFiles};
 
 /// Flags of `pgmcp-gateway` (each also readable from the env var shown in `--help`).
-#[derive(Debug, Clone, ClapArgs)]
+// Deliberately not `Debug`: it holds secrets (tokens, the HS256 secret).
+#[derive(Clone, ClapArgs)]
 pub struct Args {
     /// Address the HTTP server (MCP at /mcp, /healthz, /readyz) listens on.
     /// Without authentication only a loopback address is accepted (see

@@ -96,7 +96,7 @@ where
                     let mut err = Error::new(
                         ErrorKind::Overloaded,
                         format!(
-                            "this worker is already running {} calls, its limit (max_concurrent_calls); \
+                            "this worker is at its limit of {} concurrent calls (max_concurrent_calls); \
                              retry shortly or on another worker",
                             self.max
                         ),
@@ -163,7 +163,10 @@ impl CallLog {
         };
         let principal = self.caller.principal_or_dash();
         let request_id = self.caller.request_id_or_dash();
-        let alarming = matches!(code.map(Code::from_i32), Some(Code::Internal | Code::Unknown));
+        let alarming = matches!(
+            code.map(Code::from_i32),
+            Some(Code::Internal | Code::Unknown)
+        );
         if alarming {
             tracing::warn!(rpc = %self.rpc, principal, request_id, status = %status, ms, "call");
         } else if self.counted {

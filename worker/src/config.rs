@@ -9,7 +9,8 @@ use anyhow::{Context, Result, bail};
 use clap::{Args as ClapArgs, ValueEnum};
 
 /// Flags of `pgmcp-worker` (each also readable from the env var shown in `--help`).
-#[derive(Debug, Clone, ClapArgs)]
+// Deliberately not `Debug`: it holds secrets (tokens, database URLs).
+#[derive(Clone, ClapArgs)]
 pub struct Args {
     /// Address the gRPC server listens on.
     #[arg(long, env = "PGMCP_WORKER_LISTEN", default_value = "127.0.0.1:50051")]
@@ -301,7 +302,9 @@ impl Config {
         };
         let url = match (&args.database_url, file_url) {
             (Some(_), Some(_)) => {
-                bail!("give either --database-url (DATABASE_URL) or --database-url-file (DATABASE_URL_FILE), not both")
+                bail!(
+                    "give either --database-url (DATABASE_URL) or --database-url-file (DATABASE_URL_FILE), not both"
+                )
             }
             (Some(u), None) => Some(u.clone()),
             (None, f) => f,
@@ -385,7 +388,9 @@ impl Config {
         }
         let name = args.name.clone().unwrap_or_else(default_instance_name);
         let token = match (&args.worker_token, &args.worker_token_file) {
-            (Some(_), Some(_)) => bail!("give either --worker-token or --worker-token-file, not both"),
+            (Some(_), Some(_)) => {
+                bail!("give either --worker-token or --worker-token-file, not both")
+            }
             (Some(t), None) => Some(t.clone()),
             (None, Some(f)) => Some(read_secret(f, "the worker token")?),
             (None, None) => None,

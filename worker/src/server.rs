@@ -122,8 +122,8 @@ fn tls_config(files: &TlsFiles) -> Result<tonic::transport::ServerTlsConfig> {
         .with_context(|| format!("cannot read --tls-key {}", files.key.display()))?;
     let mut tls = ServerTlsConfig::new().identity(Identity::from_pem(cert, key));
     if let Some(ca) = &files.client_ca {
-        let ca = std::fs::read(ca)
-            .with_context(|| format!("cannot read --tls-ca {}", ca.display()))?;
+        let ca =
+            std::fs::read(ca).with_context(|| format!("cannot read --tls-ca {}", ca.display()))?;
         tls = tls.client_ca_root(Certificate::from_pem(ca));
     }
     Ok(tls)

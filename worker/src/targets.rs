@@ -55,9 +55,7 @@ impl Targets {
         let mut targets = Vec::with_capacity(config.targets.len());
         for t in &config.targets {
             let target = connect_target(t, &config.pool, &config.name).await?;
-            if let Err(e) =
-                check_role(&target, config.security.allow_privileged_role).await
-            {
+            if let Err(e) = check_role(&target, config.security.allow_privileged_role).await {
                 target.pool.close().await;
                 return Err(e);
             }
@@ -200,7 +198,12 @@ async fn check_role(target: &Target, allow: bool) -> Result<()> {
     )
     .fetch_all(&target.pool)
     .await
-    .with_context(|| format!("database `{}`: cannot check the role's privileges", target.name))?;
+    .with_context(|| {
+        format!(
+            "database `{}`: cannot check the role's privileges",
+            target.name
+        )
+    })?;
     let Some(first) = rows.first() else {
         return Ok(());
     };
@@ -213,7 +216,7 @@ async fn check_role(target: &Target, allow: bool) -> Result<()> {
             what.push("a superuser");
         }
         if row.try_get::<bool, _>(3)? {
-            what.push("has BYPASSRLS");
+            what.push("allowed to bypass row-level security (BYPASSRLS)");
         }
         let what = what.join(" and ");
         why.push(if role == user {
