@@ -100,5 +100,15 @@ mod tests {
         let err = Error::from_status(&Status::unavailable("connection refused"));
         assert_eq!(err.kind(), ErrorKind::Unavailable);
         assert!(err.retry_safe);
+        // A worker refusing the gateway's credentials is the operators' problem.
+        let err = Error::from_status(&Status::unauthenticated("no token"));
+        assert_eq!(err.kind(), ErrorKind::Internal);
+    }
+
+    #[test]
+    fn overloaded_is_resource_exhausted() {
+        let status = Error::new(ErrorKind::Overloaded, "at its limit").into_status();
+        assert_eq!(status.code(), Code::ResourceExhausted);
+        assert_eq!(Error::from_status(&status).kind(), ErrorKind::Overloaded);
     }
 }
