@@ -7,7 +7,7 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use futures::StreamExt;
 use pgmcp_proto::error::ErrorKind;
 use pgmcp_proto::v1::worker_client::WorkerClient;
@@ -15,18 +15,15 @@ use pgmcp_proto::v1::{
     Column, HistoryRequest, HistoryResponse, InfoRequest, InfoResponse, QueryRequest, Summary,
     query_response::Part,
 };
-use tonic::transport::{Channel, Endpoint};
 
 use crate::errors::GatewayError;
-
-/// Largest gRPC message accepted from a worker.
-const MAX_MESSAGE_BYTES: usize = 16 * 1024 * 1024;
+use crate::worker_link::{self, LinkConfig, WorkerChannel};
 
 /// One worker.
 #[derive(Clone)]
 pub struct WorkerHandle {
     pub url: String,
-    client: WorkerClient<Channel>,
+    client: WorkerClient<WorkerChannel>,
 }
 
 /// All workers known to this gateway.
@@ -48,23 +45,13 @@ pub struct QueryOutcome {
 
 impl Fleet {
     /// Builds clients for `urls`; connections open lazily on first use.
-    pub fn new(urls: &[String], connect_timeout: Duration) -> Result<Self> {
-        let mut workers = Vec::with_capacity(urls.len());
-        for url in urls {
-            let endpoint = Endpoint::from_shared(url.clone())
-                .with_context(|| format!("invalid worker address `{url}`"))?
-                .connect_timeout(connect_timeout)
-                .tcp_nodelay(true)
-                .http2_keep_alive_interval(Duration::from_secs(30))
-                .keep_alive_while_idle(true);
-            let client = WorkerClient::new(endpoint.connect_lazy())
-                .max_decoding_message_size(MAX_MESSAGE_BYTES)
-                .max_encoding_message_size(MAX_MESSAGE_BYTES);
-            workers.push(WorkerHandle {
-                url: url.clone(),
-                client,
-            });
-        }
+    pub fn new(urls: &[String], link: &LinkConfig) -> Result<Self> {
+        let workers = urls
+            .iter()
+            .cloned()
+            .zip(worker_link::clients(urls, link)?)
+            .map(|(url, client)| WorkerHandle { url, client })
+            .collect();
         Ok(Fleet {
             workers,
             next: AtomicUsize::new(0),
@@ -132,7 +119,7 @@ impl Fleet {
         call: F,
     ) -> Result<T, GatewayError>
     where
-        F: Fn(WorkerClient<Channel>, Duration) -> Fut,
+        F: Fn(WorkerClient<WorkerChannel>, Duration) -> Fut,
         Fut: std::future::Future<Output = Result<tonic::Response<T>, tonic::Status>>,
     {
         let started = tokio::time::Instant::now();
@@ -247,7 +234,7 @@ impl Fleet {
         call: F,
     ) -> Result<(T, String), GatewayError>
     where
-        F: Fn(WorkerClient<Channel>, Duration, String) -> Fut,
+        F: Fn(WorkerClient<WorkerChannel>, Duration, String) -> Fut,
         Fut: Future<Output = Result<tonic::Response<T>, tonic::Status>>,
     {
         let started = tokio::time::Instant::now();
@@ -486,7 +473,7 @@ impl Fleet {
     ) -> Result<Resp, GatewayError>
     where
         Req: Clone,
-        F: Fn(WorkerClient<Channel>, tonic::Request<Req>) -> Fut,
+        F: Fn(WorkerClient<WorkerChannel>, tonic::Request<Req>) -> Fut,
         Fut: std::future::Future<Output = Result<tonic::Response<Resp>, tonic::Status>>,
     {
         let started = tokio::time::Instant::now();
@@ -557,7 +544,7 @@ impl Fleet {
     ) -> Vec<(String, Result<Resp, GatewayError>)>
     where
         Req: Clone,
-        F: Fn(WorkerClient<Channel>, tonic::Request<Req>) -> Fut,
+        F: Fn(WorkerClient<WorkerChannel>, tonic::Request<Req>) -> Fut,
         Fut: std::future::Future<Output = Result<tonic::Response<Resp>, tonic::Status>>,
     {
         let calls = self.workers.iter().map(|w| {

@@ -1,24 +1,41 @@
 //! The MCP server: one [`PgMcp`] value per request (it is only an `Arc`),
 //! the tool router (filtered by the enabled toolsets), the resources, and
 //! the server's self-description.
+//!
+//! Every tool call passes [`PgMcp::call_tool`]: it finds the caller (the
+//! principal the HTTP layer authenticated; the local user over stdio),
+//! refuses tools of toolsets this server does not enable, checks the tool's
+//! declared requirement against the caller's permissions, takes one of the
+//! caller's concurrent-call slots, and runs the tool inside the call's
+//! [`crate::call`] context. `tools/list` shows only the enabled tools the
+//! caller may use. Resources, prompts and completions also run inside the
+//! caller's context and show only the databases the caller may read.
 
 use std::sync::Arc;
+use std::time::Instant;
 
+use pgmcp_proto::error::ErrorKind;
 use rmcp::handler::server::router::tool::ToolRouter;
 use rmcp::handler::server::tool::ToolCallContext;
 use rmcp::model::{
-    CallToolRequestParams, CallToolResponse, CompleteRequestParams, CompleteResult,
+    CacheScope, CallToolRequestParams, CallToolResponse, CompleteRequestParams, CompleteResult,
     GetPromptRequestParams, GetPromptResponse, Implementation, ListPromptsResult,
-    ListResourceTemplatesResult, ListResourcesResult, PaginatedRequestParams,
-    ReadResourceRequestParams, ReadResourceResponse, ServerCapabilities, ServerConfig,
+    ListResourceTemplatesResult, ListResourcesResult, ListToolsResult, PaginatedRequestParams,
+    ProtocolVersion, ReadResourceRequestParams, ReadResourceResponse, ResultType,
+    ServerCapabilities, ServerConfig,
 };
 use rmcp::service::RequestContext;
 use rmcp::{ErrorData, RoleServer, ServerHandler, tool_handler};
 
+use crate::auth::{self, Principal};
+use crate::call::{self, CallContext};
 use crate::config::Limits;
 use crate::cursor::CursorKey;
+use crate::errors::GatewayError;
 use crate::fleet::Fleet;
+use crate::limits::PrincipalLimiter;
 use crate::resources;
+use crate::tools::error_result;
 use crate::toolsets::{Toolset, Toolsets};
 
 /// State shared by every request.
@@ -28,6 +45,7 @@ pub struct Shared {
     pub cursors: CursorKey,
     pub toolsets: Toolsets,
     tools: ToolRouter<PgMcp>,
+    limiter: Arc<PrincipalLimiter>,
 }
 
 /// The MCP service. Cheap to clone: every request gets its own.
@@ -39,7 +57,31 @@ pub struct PgMcp {
 impl PgMcp {
     /// A server listing and accepting only the tools of `toolsets`.
     pub fn new(fleet: Fleet, limits: Limits, cursors: CursorKey, toolsets: Toolsets) -> Self {
-        let mut tools = Self::query_router()
+        let mut tools = Self::tools();
+        let names: Vec<String> = tools
+            .list_all()
+            .into_iter()
+            .map(|t| t.name.into())
+            .collect();
+        for name in names.iter().filter(|n| !toolsets.serves(n)) {
+            tools.remove_route(name);
+        }
+        let limiter = PrincipalLimiter::new(limits.max_concurrent_calls_per_principal);
+        PgMcp {
+            shared: Arc::new(Shared {
+                fleet,
+                limits,
+                cursors,
+                toolsets,
+                tools,
+                limiter,
+            }),
+        }
+    }
+
+    /// The router of every tool (each file in `tools/` adds its own).
+    fn tools() -> ToolRouter<PgMcp> {
+        Self::query_router()
             + Self::execute_router()
             + Self::transaction_router()
             + Self::batch_query_router()
@@ -54,25 +96,33 @@ impl PgMcp {
             + Self::top_queries_router()
             + Self::analyze_table_router()
             + Self::vacuum_table_router()
-            + Self::invalidate_schema_cache_router();
-        let names: Vec<String> = tools
-            .list_all()
-            .into_iter()
-            .map(|t| t.name.into())
-            .collect();
-        for name in names.iter().filter(|n| !toolsets.serves(n)) {
-            tools.remove_route(name);
-        }
-        PgMcp {
-            shared: Arc::new(Shared {
-                fleet,
-                limits,
-                cursors,
-                toolsets,
-                tools,
-            }),
-        }
+            + Self::invalidate_schema_cache_router()
     }
+
+    /// Runs `fut` as a request of `ctx`'s caller (see [`crate::call`]);
+    /// `None` when the request is not authenticated.
+    async fn as_caller<F: std::future::Future>(
+        ctx: &RequestContext<RoleServer>,
+        fut: F,
+    ) -> Option<F::Output> {
+        let principal = caller(ctx)?;
+        Some(call::run(Arc::new(CallContext::new(principal)), fut).await)
+    }
+}
+
+/// The caller of a request: the principal the HTTP layer put into the
+/// request's extensions, or the local user when there is no HTTP request
+/// (stdio). `None` (an HTTP request the auth layer did not see) is refused.
+fn caller(ctx: &RequestContext<RoleServer>) -> Option<Arc<Principal>> {
+    match ctx.extensions.get::<http::request::Parts>() {
+        Some(parts) => parts.extensions.get::<Arc<Principal>>().cloned(),
+        None => Some(Arc::new(Principal::local())),
+    }
+}
+
+/// The protocol error for a request the HTTP auth layer did not see.
+fn unauthenticated() -> ErrorData {
+    ErrorData::invalid_request("the request is not authenticated", None)
 }
 
 const INSTRUCTIONS: &str = "pgmcp gives access to PostgreSQL databases. \
@@ -101,36 +151,15 @@ impl ServerHandler for PgMcp {
         .with_instructions(INSTRUCTIONS)
     }
 
-    async fn call_tool(
-        &self,
-        request: CallToolRequestParams,
-        context: RequestContext<RoleServer>,
-    ) -> Result<CallToolResponse, ErrorData> {
-        let name = request.name.to_string();
-        if !self.shared.tools.has_route(&name) && !self.shared.toolsets.serves(&name) {
-            let set = Toolset::of(&name).name();
-            return Err(ErrorData::invalid_params(
-                format!(
-                    "tool `{name}` belongs to the `{set}` toolset, which this server does not enable \
-                     (enabled: {}); the operator can start the gateway with --toolsets core,{set} \
-                     (or --toolsets all, env PGMCP_TOOLSETS)",
-                    self.shared.toolsets.names()
-                ),
-                None,
-            ));
-        }
-        let tcc = ToolCallContext::new(self, request, context);
-        self.shared.tools.call(tcc).await
-    }
-
     async fn list_resources(
         &self,
         request: Option<PaginatedRequestParams>,
-        _ctx: RequestContext<RoleServer>,
+        ctx: RequestContext<RoleServer>,
     ) -> Result<ListResourcesResult, ErrorData> {
         let cursor = request.and_then(|r| r.cursor);
         let first_page = cursor.is_none();
-        let mut result = resources::schema::list(self, cursor).await?;
+        let listed = Self::as_caller(&ctx, resources::schema::list(self, cursor)).await;
+        let mut result = listed.ok_or_else(unauthenticated)??;
         if first_page {
             let mut all = resources::static_resources();
             all.append(&mut result.resources);
@@ -150,23 +179,28 @@ impl ServerHandler for PgMcp {
     async fn read_resource(
         &self,
         request: ReadResourceRequestParams,
-        _ctx: RequestContext<RoleServer>,
+        ctx: RequestContext<RoleServer>,
     ) -> Result<ReadResourceResponse, ErrorData> {
-        if let Some(r) = resources::read(&request.uri, &self.shared.fleet).await {
-            return r.map(Into::into);
-        }
-        if request.uri.starts_with("schema://") {
-            return resources::schema::read(self, &request.uri)
-                .await
-                .map(Into::into);
-        }
-        Err(ErrorData::resource_not_found(
-            format!(
-                "no resource `{}`; resources/list shows what exists",
-                request.uri
-            ),
-            None,
-        ))
+        let read = async {
+            if let Some(r) = resources::read(&request.uri, &self.shared.fleet).await {
+                return r.map(Into::into);
+            }
+            if request.uri.starts_with("schema://") {
+                return resources::schema::read(self, &request.uri)
+                    .await
+                    .map(Into::into);
+            }
+            Err(ErrorData::resource_not_found(
+                format!(
+                    "no resource `{}`; resources/list shows what exists",
+                    request.uri
+                ),
+                None,
+            ))
+        };
+        Self::as_caller(&ctx, read)
+            .await
+            .ok_or_else(unauthenticated)?
     }
 
     async fn list_prompts(
@@ -180,16 +214,133 @@ impl ServerHandler for PgMcp {
     async fn get_prompt(
         &self,
         request: GetPromptRequestParams,
-        _ctx: RequestContext<RoleServer>,
+        ctx: RequestContext<RoleServer>,
     ) -> Result<GetPromptResponse, ErrorData> {
-        crate::prompts::get(self, request).await.map(Into::into)
+        Self::as_caller(&ctx, crate::prompts::get(self, request))
+            .await
+            .ok_or_else(unauthenticated)?
+            .map(Into::into)
     }
 
     async fn complete(
         &self,
         request: CompleteRequestParams,
-        _ctx: RequestContext<RoleServer>,
+        ctx: RequestContext<RoleServer>,
     ) -> Result<CompleteResult, ErrorData> {
-        crate::completions::complete(self, request).await
+        Self::as_caller(&ctx, crate::completions::complete(self, request))
+            .await
+            .ok_or_else(unauthenticated)?
+    }
+
+    async fn list_tools(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        context: RequestContext<RoleServer>,
+    ) -> Result<ListToolsResult, ErrorData> {
+        let tools = match caller(&context) {
+            Some(p) => self
+                .shared
+                .tools
+                .list_all()
+                .into_iter()
+                .filter(|t| auth::permissions::visible(t, &p))
+                .collect(),
+            None => Vec::new(),
+        };
+        let hints = context
+            .protocol_version()
+            .is_some_and(|v| v >= ProtocolVersion::V_2026_07_28);
+        Ok(ListToolsResult {
+            result_type: Some(ResultType::COMPLETE),
+            tools,
+            meta: None,
+            next_cursor: None,
+            ttl_ms: hints.then_some(0),
+            // The list depends on who asks.
+            cache_scope: hints.then_some(CacheScope::Private),
+        })
+    }
+
+    async fn call_tool(
+        &self,
+        mut request: CallToolRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<CallToolResponse, ErrorData> {
+        let Some(principal) = caller(&context) else {
+            let err = GatewayError::new(
+                ErrorKind::PermissionDenied,
+                "the request is not authenticated",
+            );
+            return Ok(error_result(&err, None).into());
+        };
+        let name = request.name.to_string();
+        if !self.shared.tools.has_route(&name) && !self.shared.toolsets.serves(&name) {
+            let set = Toolset::of(&name).name();
+            return Err(ErrorData::invalid_params(
+                format!(
+                    "tool `{name}` belongs to the `{set}` toolset, which this server does not enable \
+                     (enabled: {}); the operator can start the gateway with --toolsets core,{set} \
+                     (or --toolsets all, env PGMCP_TOOLSETS)",
+                    self.shared.toolsets.names()
+                ),
+                None,
+            ));
+        }
+        let ctx = Arc::new(CallContext::new(principal.clone()));
+        let request_id = ctx.request_id.clone();
+        let tool = request.name.to_string();
+        let started = Instant::now();
+        let outcome = call::run(ctx, async {
+            // An unknown tool falls through to the router, which says so.
+            if let Some(def) = self.shared.tools.get(&request.name)
+                && let Err(why) =
+                    auth::permissions::authorize(def, &principal, &mut request.arguments)
+            {
+                let err = GatewayError::new(ErrorKind::PermissionDenied, why);
+                return Ok(error_result(&err, None).into());
+            }
+            let _slot = match self.shared.limiter.try_acquire(&principal.name) {
+                Ok(slot) => slot,
+                Err(err) => return Ok(error_result(&err, None).into()),
+            };
+            let tcc = ToolCallContext::new(self, request, context);
+            self.shared.tools.call(tcc).await
+        })
+        .await;
+        let failed = match &outcome {
+            Ok(CallToolResponse::Complete(r)) => r.is_error == Some(true),
+            Ok(_) => false,
+            Err(_) => true,
+        };
+        tracing::info!(
+            request_id = %request_id,
+            principal = %principal.name,
+            tool = %tool,
+            ms = started.elapsed().as_millis() as u64,
+            failed,
+            "tool call"
+        );
+        outcome
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A tool without a declared requirement would be refused to everyone:
+    /// every routed tool must declare one (`meta = crate::auth::requires(…)`).
+    #[test]
+    fn every_tool_declares_what_it_needs() {
+        // The full router, before toolsets filter it.
+        let tools = PgMcp::tools().list_all();
+        assert!(!tools.is_empty());
+        for tool in tools {
+            assert!(
+                auth::Requirement::of(&tool).is_some(),
+                "tool `{}` declares no requirement",
+                tool.name
+            );
+        }
     }
 }

@@ -57,7 +57,7 @@ pub fn code_for(kind: ErrorKind) -> Code {
         ErrorKind::Cancelled => Code::Cancelled,
         ErrorKind::Conflict => Code::Aborted,
         ErrorKind::Connection | ErrorKind::Unavailable => Code::Unavailable,
-        ErrorKind::PoolExhausted => Code::ResourceExhausted,
+        ErrorKind::PoolExhausted | ErrorKind::Overloaded => Code::ResourceExhausted,
         ErrorKind::Database | ErrorKind::Internal | ErrorKind::Unspecified => Code::Internal,
     }
 }
@@ -72,7 +72,10 @@ pub fn kind_for(code: Code) -> ErrorKind {
         Code::Cancelled => ErrorKind::Timeout,
         Code::ResourceExhausted => ErrorKind::PoolExhausted,
         Code::InvalidArgument | Code::OutOfRange => ErrorKind::InvalidRequest,
-        Code::PermissionDenied | Code::Unauthenticated => ErrorKind::PermissionDenied,
+        Code::PermissionDenied => ErrorKind::PermissionDenied,
+        // The worker refused the gateway's own credentials: an operator's
+        // configuration problem, not the caller's.
+        Code::Unauthenticated => ErrorKind::Internal,
         Code::NotFound => ErrorKind::UnknownDatabase,
         _ => ErrorKind::Internal,
     }
@@ -97,5 +100,15 @@ mod tests {
         let err = Error::from_status(&Status::unavailable("connection refused"));
         assert_eq!(err.kind(), ErrorKind::Unavailable);
         assert!(err.retry_safe);
+        // A worker refusing the gateway's credentials is the operators' problem.
+        let err = Error::from_status(&Status::unauthenticated("no token"));
+        assert_eq!(err.kind(), ErrorKind::Internal);
+    }
+
+    #[test]
+    fn overloaded_is_resource_exhausted() {
+        let status = Error::new(ErrorKind::Overloaded, "at its limit").into_status();
+        assert_eq!(status.code(), Code::ResourceExhausted);
+        assert_eq!(Error::from_status(&status).kind(), ErrorKind::Overloaded);
     }
 }

@@ -52,7 +52,12 @@ pub async fn read(uri: &str, fleet: &Fleet) -> Option<Result<ReadResourceResult,
                     "capacity": h.capacity,
                     "recorded": h.recorded,
                 }));
-                for e in h.entries {
+                // Only calls on databases the caller may read.
+                for e in h
+                    .entries
+                    .into_iter()
+                    .filter(|e| crate::call::may(crate::auth::Access::Read, &e.database))
+                {
                     entries.push((h.worker_id.clone(), url.clone(), e));
                 }
             }
