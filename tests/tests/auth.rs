@@ -77,6 +77,21 @@ async fn get_json(url: &str) -> Result<(u16, Value)> {
     Ok((status, resp.json().await.unwrap_or(Value::Null)))
 }
 
+/// The core tools the `read` permission shows.
+const READ_TOOLS: [&str; 8] = [
+    "batch_query",
+    "describe_table",
+    "explain",
+    "fleet_status",
+    "list_databases",
+    "list_schemas",
+    "list_tables",
+    "query",
+];
+
+/// The core tools the `write` permission shows.
+const WRITE_TOOLS: [&str; 3] = ["bulk_insert", "execute", "transaction"];
+
 fn tool_names(tools: &[rmcp::model::Tool]) -> Vec<String> {
     tools.iter().map(|t| t.name.to_string()).collect()
 }
@@ -123,7 +138,7 @@ async fn static_tokens_authenticate_and_scope_calls() -> Result<()> {
 
     // alice reads anything.
     let alice = mcp::http_client_with_token(&url, ALICE).await?;
-    assert_eq!(tool_names(&alice.list_all_tools().await?), ["query"]);
+    assert_eq!(tool_names(&alice.list_all_tools().await?), READ_TOOLS);
     let res = mcp::call_tool(
         &alice,
         "query",
@@ -134,7 +149,7 @@ async fn static_tokens_authenticate_and_scope_calls() -> Result<()> {
 
     // wendy may only write: `query` is hidden, and refused with the missing permission.
     let wendy = mcp::http_client_with_token(&url, WENDY).await?;
-    assert!(wendy.list_all_tools().await?.is_empty());
+    assert_eq!(tool_names(&wendy.list_all_tools().await?), WRITE_TOOLS);
     let res = mcp::call_tool(
         &wendy,
         "query",
@@ -152,7 +167,15 @@ async fn static_tokens_authenticate_and_scope_calls() -> Result<()> {
 
     // sam reads `sales` only: calls are pinned there, `app` is refused.
     let sam = mcp::http_client_with_token(&url, SAM).await?;
-    assert_eq!(tool_names(&sam.list_all_tools().await?), ["query"]);
+    assert_eq!(tool_names(&sam.list_all_tools().await?), READ_TOOLS);
+    // Fleet-wide answers leave out what sam may not read.
+    let res = mcp::call_tool(&sam, "list_databases", json!({})).await?;
+    let listed = structured(&res);
+    let names: Vec<&str> = listed["databases"]
+        .as_array()
+        .map(|a| a.iter().filter_map(|d| d["name"].as_str()).collect())
+        .unwrap_or_default();
+    assert_eq!(names, ["sales"], "{}", text(&res));
     let res = mcp::call_tool(&sam, "query", json!({"sql": "SELECT y FROM s"})).await?;
     assert_eq!(structured(&res)["rows"], json!([[2]]), "{}", text(&res));
     let res = mcp::call_tool(
@@ -203,7 +226,7 @@ async fn jwts_are_checked_and_their_scopes_become_permissions() -> Result<()> {
         idp.hs256(&idp.claims("reader-hs", "pgmcp:read"))?,
     ] {
         let client = mcp::http_client_with_token(&url, &token).await?;
-        assert_eq!(tool_names(&client.list_all_tools().await?), ["query"]);
+        assert_eq!(tool_names(&client.list_all_tools().await?), READ_TOOLS);
         let res = mcp::call_tool(
             &client,
             "query",
@@ -262,7 +285,7 @@ async fn jwts_are_checked_and_their_scopes_become_permissions() -> Result<()> {
     // Scopes: write only hides `query` and refuses it; a database scope pins calls.
     let writer =
         mcp::http_client_with_token(&url, &idp.es256(&idp.claims("w", "pgmcp:write"))?).await?;
-    assert!(writer.list_all_tools().await?.is_empty());
+    assert_eq!(tool_names(&writer.list_all_tools().await?), WRITE_TOOLS);
     let res = mcp::call_tool(
         &writer,
         "query",

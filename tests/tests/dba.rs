@@ -379,8 +379,12 @@ async fn top_queries_explains_how_to_enable_pg_stat_statements() -> Result<()> {
 async fn top_queries_ranks_statements_from_pg_stat_statements() -> Result<()> {
     let pg = Pg::start_with(&["-c", "shared_preload_libraries=pg_stat_statements"])?;
     let url = pg.create_db("app").await?;
-    pg.exec_as_superuser("app", "CREATE EXTENSION pg_stat_statements")
-        .await?;
+    // pg_read_all_stats: the worker's role sees every statement's text.
+    pg.exec_as_superuser(
+        "app",
+        "CREATE EXTENSION pg_stat_statements; GRANT pg_read_all_stats TO app",
+    )
+    .await?;
     let dba = Dba::start(pg, &["--database-url", &url]).await?;
     for n in [1000, 2000, 3000] {
         let res = mcp::call_tool(
