@@ -5,6 +5,7 @@
 //! (how errors travel in a gRPC status).
 
 pub mod error;
+pub mod sql_names;
 
 /// Generated messages and the `Worker` service (client and server).
 pub mod v1 {
