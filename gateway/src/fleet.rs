@@ -138,15 +138,18 @@ impl Fleet {
     /// Makes one unary call on some worker. `retry` says whether a call that
     /// failed because its worker was unreachable may go to the next worker
     /// (reads) or not (writes: whether it reached the worker is unknown).
-    /// `call` gets a client and the time left, and sends the request.
-    pub async fn unary<T, F, Fut>(
+    /// `call` gets a client and the request (its timeout set to the time
+    /// left) and sends it.
+    pub async fn unary<Req, T, F, Fut>(
         &self,
         retry: Retry,
+        req: Req,
         deadline: Duration,
         call: F,
     ) -> Result<T, GatewayError>
     where
-        F: Fn(WorkerClient<Traced<Channel>>, Duration) -> Fut,
+        Req: Clone,
+        F: Fn(WorkerClient<Traced<Channel>>, tonic::Request<Req>) -> Fut,
         Fut: std::future::Future<Output = Result<tonic::Response<T>, tonic::Status>>,
     {
         let started = tokio::time::Instant::now();
@@ -157,7 +160,9 @@ impl Fleet {
             if remaining.is_zero() {
                 break;
             }
-            match tokio::time::timeout(remaining, call(worker.client.clone(), remaining)).await {
+            let mut request = tonic::Request::new(req.clone());
+            request.set_timeout(remaining);
+            match tokio::time::timeout(remaining, call(worker.client.clone(), request)).await {
                 Ok(Ok(resp)) => return Ok(resp.into_inner()),
                 Ok(Err(status)) => {
                     let err = GatewayError::from(status);

@@ -1,7 +1,5 @@
 //! `batch_query`: independent read-only queries, run concurrently.
 
-use std::time::Duration;
-
 use futures::StreamExt;
 use pgmcp_proto::v1::QueryRequest;
 use rmcp::handler::server::common::schema_for_type;
@@ -15,7 +13,7 @@ use crate::render;
 use crate::server::PgMcp;
 use crate::tools::query::check_timeout;
 use crate::tools::{
-    ColumnOut, DEADLINE_SLACK, StatementArg, error_result, parse_args, rows_json, structured_result,
+    ColumnOut, StatementArg, call_deadline, error_result, parse_args, rows_json, structured_result,
 };
 
 /// Arguments of `batch_query`.
@@ -104,7 +102,7 @@ Use it to gather several facts in one call (counts from different tables, a few 
             .unwrap_or(limits.default_max_rows)
             .clamp(1, limits.max_rows);
         let database = args.database.clone().unwrap_or_default();
-        let deadline = Duration::from_millis(u64::from(timeout_ms)) + DEADLINE_SLACK;
+        let deadline = call_deadline(timeout_ms);
         let requests: Vec<QueryRequest> = args
             .queries
             .iter()

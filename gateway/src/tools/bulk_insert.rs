@@ -1,7 +1,5 @@
 //! `bulk_insert`: many rows into one table through COPY.
 
-use std::time::Duration;
-
 use pgmcp_proto::v1::BulkInsertRequest;
 use rmcp::handler::server::common::schema_for_type;
 use rmcp::model::{CallToolResult, JsonObject};
@@ -13,7 +11,7 @@ use crate::errors::GatewayError;
 use crate::fleet::Retry;
 use crate::server::PgMcp;
 use crate::tools::query::check_timeout;
-use crate::tools::{DEADLINE_SLACK, error_result, parse_args, structured_result};
+use crate::tools::{call_deadline, error_result, parse_args, structured_result};
 
 /// Arguments of `bulk_insert`.
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -90,15 +88,16 @@ rows or rows that need SQL expressions, use `execute` with INSERT instead.",
             rows,
             timeout_ms,
         };
-        let deadline = Duration::from_millis(u64::from(timeout_ms)) + DEADLINE_SLACK;
+        let deadline = call_deadline(timeout_ms);
         let outcome = self
             .shared
             .fleet
-            .unary(Retry::Never, deadline, |mut client, left| {
-                let mut r = tonic::Request::new(req.clone());
-                r.set_timeout(left);
-                async move { client.bulk_insert(r).await }
-            })
+            .unary(
+                Retry::Never,
+                req.clone(),
+                deadline,
+                |mut client, r| async move { client.bulk_insert(r).await },
+            )
             .await;
         match outcome {
             Ok(resp) => {

@@ -11,10 +11,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::server::PgMcp;
-use crate::tools::{error_result, output_schema, parse_args, structured_result};
-
-/// Extra time the gateway waits beyond the statement timeout.
-const DEADLINE_SLACK: Duration = Duration::from_secs(2);
+use crate::tools::{DEADLINE_SLACK, error_result, output_schema, parse_args, structured_result};
 
 /// Arguments of `database_health`.
 #[derive(Debug, Deserialize, JsonSchema)]

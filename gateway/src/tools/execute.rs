@@ -1,7 +1,5 @@
 //! `execute`: one statement that changes data or schema.
 
-use std::time::Duration;
-
 use pgmcp_proto::v1::ExecuteRequest;
 use rmcp::handler::server::common::schema_for_type;
 use rmcp::model::{CallToolResult, JsonObject};
@@ -13,7 +11,7 @@ use crate::fleet::Retry;
 use crate::server::PgMcp;
 use crate::tools::query::check_timeout;
 use crate::tools::{
-    DEADLINE_SLACK, StatementOut, error_result, parse_args, statement_text, structured_result,
+    StatementOut, call_deadline, error_result, parse_args, statement_text, structured_result,
     to_params,
 };
 
@@ -76,16 +74,17 @@ A failed call is never retried automatically.",
             max_bytes: limits.max_result_bytes,
             timeout_ms,
         };
-        let deadline = Duration::from_millis(u64::from(timeout_ms)) + DEADLINE_SLACK;
+        let deadline = call_deadline(timeout_ms);
         // Not raced against client cancellation: a write runs to its end.
         let outcome = self
             .shared
             .fleet
-            .unary(Retry::Never, deadline, |mut client, left| {
-                let mut r = tonic::Request::new(req.clone());
-                r.set_timeout(left);
-                async move { client.execute(r).await }
-            })
+            .unary(
+                Retry::Never,
+                req.clone(),
+                deadline,
+                |mut client, r| async move { client.execute(r).await },
+            )
             .await;
         match outcome {
             Ok(resp) => {

@@ -1,7 +1,5 @@
 //! `explain`: how PostgreSQL runs a statement.
 
-use std::time::Duration;
-
 use pgmcp_proto::v1::ExplainRequest;
 use rmcp::handler::server::common::schema_for_type;
 use rmcp::model::{CallToolResult, JsonObject};
@@ -12,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use crate::fleet::Retry;
 use crate::server::PgMcp;
 use crate::tools::query::check_timeout;
-use crate::tools::{DEADLINE_SLACK, error_result, parse_args, structured_result, to_params};
+use crate::tools::{call_deadline, error_result, parse_args, structured_result, to_params};
 
 /// Arguments of `explain`.
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -104,15 +102,16 @@ indexes).",
             buffers: args.buffers,
             timeout_ms,
         };
-        let deadline = Duration::from_millis(u64::from(timeout_ms)) + DEADLINE_SLACK;
+        let deadline = call_deadline(timeout_ms);
         let outcome = self
             .shared
             .fleet
-            .unary(Retry::OnUnreachable, deadline, |mut client, left| {
-                let mut r = tonic::Request::new(req.clone());
-                r.set_timeout(left);
-                async move { client.explain(r).await }
-            })
+            .unary(
+                Retry::OnUnreachable,
+                req.clone(),
+                deadline,
+                |mut client, r| async move { client.explain(r).await },
+            )
             .await;
         match outcome {
             Ok(resp) => {

@@ -1,18 +1,13 @@
 //! What `analyze_table` and `vacuum_table` share: the `MaintainTable` call
 //! and its result.
 
-use std::time::Duration;
-
 use pgmcp_proto::v1::{MaintainTableRequest, MaintenanceOperation, TableStats};
 use rmcp::model::CallToolResult;
 use schemars::JsonSchema;
 use serde::Serialize;
 
 use crate::server::PgMcp;
-use crate::tools::{error_result, structured_result};
-
-/// Extra time the gateway waits beyond the statement timeout.
-const DEADLINE_SLACK: Duration = Duration::from_secs(2);
+use crate::tools::{call_deadline, error_result, structured_result};
 
 /// The result of `analyze_table` and `vacuum_table`.
 #[derive(Debug, Serialize, JsonSchema)]
@@ -56,7 +51,7 @@ impl PgMcp {
             Err(e) => return error_result(&e, None),
         };
         let database = database.unwrap_or_default();
-        let deadline = Duration::from_millis(u64::from(timeout_ms)) + DEADLINE_SLACK;
+        let deadline = call_deadline(timeout_ms);
         let answer = self
             .shared
             .fleet

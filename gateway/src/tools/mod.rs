@@ -41,6 +41,11 @@ use crate::server::PgMcp;
 /// database's own timeout (with its clear error) fires first.
 pub(crate) const DEADLINE_SLACK: Duration = Duration::from_millis(2_000);
 
+/// How long a call with statement timeout `timeout_ms` may take in all.
+pub(crate) fn call_deadline(timeout_ms: u32) -> Duration {
+    Duration::from_millis(u64::from(timeout_ms)) + DEADLINE_SLACK
+}
+
 /// A result column.
 #[derive(Debug, Clone, Serialize, JsonSchema)]
 pub struct ColumnOut {
@@ -439,9 +444,8 @@ impl crate::server::PgMcp {
 
 /// How long a catalog call (introspection, completion, resources) may
 /// take: the default statement timeout plus time for the round trip.
-pub(crate) fn catalog_deadline(limits: &crate::config::Limits) -> std::time::Duration {
-    std::time::Duration::from_millis(u64::from(limits.default_timeout_ms))
-        + std::time::Duration::from_secs(2)
+pub(crate) fn catalog_deadline(limits: &crate::config::Limits) -> Duration {
+    call_deadline(limits.default_timeout_ms)
 }
 
 /// JSON values from the caller → typed wire parameters.

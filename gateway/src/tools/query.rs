@@ -1,7 +1,5 @@
 //! `query`: one read-only SQL statement, with paging.
 
-use std::time::Duration;
-
 use pgmcp_proto::v1::{QueryRequest, TruncationReason};
 use rmcp::handler::server::common::schema_for_type;
 use rmcp::model::{CallToolResult, JsonObject};
@@ -16,7 +14,7 @@ use crate::fleet::QueryOutcome;
 use crate::render;
 use crate::server::PgMcp;
 use crate::tools::{
-    ColumnOut, DEADLINE_SLACK, Truncation, error_result, parse_args, rows_json, structured_result,
+    ColumnOut, Truncation, call_deadline, error_result, parse_args, rows_json, structured_result,
     to_params,
 };
 
@@ -108,7 +106,7 @@ use ORDER BY for stable pages. Prefer aggregates and LIMIT over paging through l
             timeout_ms,
             skip_rows: page.offset,
         };
-        let deadline = Duration::from_millis(u64::from(timeout_ms)) + DEADLINE_SLACK;
+        let deadline = call_deadline(timeout_ms);
         let outcome = tokio::select! {
             r = self.shared.fleet.query(req, deadline) => r,
             _ = ct.cancelled() => {

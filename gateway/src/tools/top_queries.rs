@@ -1,8 +1,6 @@
 //! `top_queries` (dba toolset): the costliest statements according to
 //! pg_stat_statements, or how to enable the extension.
 
-use std::time::Duration;
-
 use pgmcp_proto::v1::{TopQueriesOrder, TopQueriesRequest};
 use rmcp::handler::server::common::schema_for_type;
 use rmcp::model::{CallToolResult, JsonObject};
@@ -12,7 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::errors::GatewayError;
 use crate::server::PgMcp;
-use crate::tools::{error_result, output_schema, parse_args, structured_result};
+use crate::tools::{call_deadline, error_result, output_schema, parse_args, structured_result};
 
 /// Most statements a call may ask for.
 const MAX_LIMIT: u32 = 100;
@@ -112,8 +110,7 @@ enable it. Read-only.",
             OrderBy::Calls => TopQueriesOrder::Calls,
         };
         let database = args.database.unwrap_or_default();
-        let deadline = Duration::from_millis(u64::from(self.shared.limits.default_timeout_ms))
-            + Duration::from_secs(2);
+        let deadline = call_deadline(self.shared.limits.default_timeout_ms);
         let answer = self
             .shared
             .fleet

@@ -1,7 +1,5 @@
 //! `transaction`: several statements, all or nothing.
 
-use std::time::Duration;
-
 use pgmcp_proto::v1::TransactionRequest;
 use rmcp::handler::server::common::schema_for_type;
 use rmcp::model::{CallToolResult, JsonObject};
@@ -14,7 +12,7 @@ use crate::fleet::Retry;
 use crate::server::PgMcp;
 use crate::tools::query::check_timeout;
 use crate::tools::{
-    DEADLINE_SLACK, StatementArg, StatementOut, error_result, parse_args, statement_text,
+    StatementArg, StatementOut, call_deadline, error_result, parse_args, statement_text,
     structured_result,
 };
 
@@ -92,15 +90,16 @@ A failed call is never retried automatically.",
             max_bytes: limits.max_result_bytes,
             timeout_ms,
         };
-        let deadline = Duration::from_millis(u64::from(timeout_ms)) + DEADLINE_SLACK;
+        let deadline = call_deadline(timeout_ms);
         let outcome = self
             .shared
             .fleet
-            .unary(Retry::Never, deadline, |mut client, left| {
-                let mut r = tonic::Request::new(req.clone());
-                r.set_timeout(left);
-                async move { client.transaction(r).await }
-            })
+            .unary(
+                Retry::Never,
+                req.clone(),
+                deadline,
+                |mut client, r| async move { client.transaction(r).await },
+            )
             .await;
         match outcome {
             Ok(resp) => {
