@@ -30,11 +30,11 @@ enum Command {
     /// Run a worker (owns the database connections, runs SQL for gateways)
     ///
     /// Takes the same flags as `pgmcp-worker`.
-    Worker(pgmcp_worker::Args),
+    Worker(Box<pgmcp_worker::Args>),
     /// Run a gateway (the MCP server, over Streamable HTTP or stdio)
     ///
     /// Takes the same flags as `pgmcp-gateway`.
-    Gateway(pgmcp_gateway::Args),
+    Gateway(Box<pgmcp_gateway::Args>),
 }
 
 #[tokio::main]
@@ -44,11 +44,11 @@ async fn main() -> ExitCode {
         Command::Up(args) => up::run(args).await,
         Command::Worker(args) => {
             stop_with_parent();
-            report("pgmcp worker", pgmcp_worker::run(args).await)
+            report("pgmcp worker", pgmcp_worker::run(*args).await)
         }
         Command::Gateway(args) => {
             stop_with_parent();
-            report("pgmcp gateway", pgmcp_gateway::run(args).await)
+            report("pgmcp gateway", pgmcp_gateway::run(*args).await)
         }
     }
 }

@@ -59,9 +59,20 @@ pub struct UpArgs {
     #[arg(long, default_value_t = 8080, value_parser = clap::value_parser!(u16).range(1..))]
     pub port: u16,
 
-    /// Address the gateways listen on.
+    /// Address the gateways listen on. A non-loopback address needs
+    /// authentication (configured through the gateway's environment, e.g.
+    /// PGMCP_AUTH_TOKENS_FILE) or --insecure-no-auth.
     #[arg(long, default_value = "127.0.0.1")]
     pub host: IpAddr,
+
+    /// Let the gateways serve a non-loopback --host without authentication.
+    #[arg(long)]
+    pub insecure_no_auth: bool,
+
+    /// Let the workers connect as a superuser or BYPASSRLS role (with
+    /// --database-url); they refuse by default.
+    #[arg(long)]
+    pub allow_privileged_role: bool,
 }
 
 /// Runs `pgmcp up` until SIGINT or SIGTERM, or until a child dies.
@@ -224,7 +235,12 @@ impl Fleet {
                 // Through the environment so the URL does not show in `ps`.
                 .env("DATABASE_URL", &database_url)
                 // A stray target list in our environment must not add databases.
-                .env_remove("PGMCP_DATABASES");
+                .env_remove("PGMCP_DATABASES")
+                .env_remove("PGMCP_DATABASES_FILE")
+                .env_remove("DATABASE_URL_FILE");
+            if args.allow_privileged_role {
+                cmd.arg("--allow-privileged-role");
+            }
             let child = spawn(cmd, &name)?;
             self.workers.push(Proc {
                 name,
@@ -252,6 +268,9 @@ impl Fleet {
                 .env("PGMCP_CURSOR_SECRET", &cursor_secret);
             if let Some(hosts) = allowed_hosts(args.host) {
                 cmd.arg("--allowed-hosts").arg(hosts);
+            }
+            if args.insecure_no_auth {
+                cmd.arg("--insecure-no-auth");
             }
             let child = spawn(cmd, &name)?;
             let probe = SocketAddr::new(connectable(args.host), addr.port());

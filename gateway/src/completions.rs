@@ -43,6 +43,12 @@ pub async fn complete(
         return Ok(CompleteResult::default());
     };
     let database = context("database").unwrap_or_default();
+    // Schemas and tables only of a database the caller may read.
+    let database = match crate::call::resolve(crate::auth::Access::Read, &database, "completion") {
+        Ok(d) => d,
+        Err(_) if arg == "database" => database,
+        Err(_) => return Ok(CompleteResult::default()),
+    };
     let outcome = match arg {
         "database" => databases(mcp, value).await,
         "schema" if scope == Scope::SchemaTable => schemas(mcp, &database, value).await,
@@ -102,6 +108,7 @@ async fn databases(mcp: &PgMcp, prefix: &str) -> Result<Completion, GatewayError
         names
             .into_iter()
             .filter(|n| starts_with_ci(n, prefix))
+            .filter(|n| crate::call::may(crate::auth::Access::Read, n))
             .collect(),
     ))
 }

@@ -1,21 +1,32 @@
 //! Command-line flags and environment of the gateway.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use clap::{Args as ClapArgs, ValueEnum};
 
+use crate::auth::jwt::JwtSettings;
+use crate::auth::prm::ResourceMetadata;
+use crate::auth::tokens::TokenStore;
+use crate::secret::{self, Secret};
 use crate::toolsets::Toolsets;
+use crate::worker_link::{LinkConfig, TlsFiles};
 
 /// Flags of `pgmcp-gateway` (each also readable from the env var shown in `--help`).
-#[derive(Debug, Clone, ClapArgs)]
+// Deliberately not `Debug`: it holds secrets (tokens, the HS256 secret).
+#[derive(Clone, ClapArgs)]
 pub struct Args {
     /// Address the HTTP server (MCP at /mcp, /healthz, /readyz) listens on.
+    /// Without authentication only a loopback address is accepted (see
+    /// --insecure-no-auth).
     #[arg(long, env = "PGMCP_GATEWAY_LISTEN", default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,
 
-    /// Workers to send calls to: comma-separated gRPC URLs (http://host:port).
+    /// Workers to send calls to: comma-separated gRPC URLs (http://host:port,
+    /// or https://host:port with --tls-ca).
     #[arg(
         long,
         env = "PGMCP_WORKERS",
@@ -24,7 +35,8 @@ pub struct Args {
     )]
     pub workers: Vec<String>,
 
-    /// Serve MCP over stdin/stdout instead of HTTP.
+    /// Serve MCP over stdin/stdout instead of HTTP. The local user who starts
+    /// the gateway is trusted: no token is asked for.
     #[arg(long)]
     pub stdio: bool,
 
@@ -38,6 +50,93 @@ pub struct Args {
     )]
     pub allowed_hosts: Vec<String>,
 
+    /// Browser origins accepted on /mcp, comma-separated (`https://app.example.com`,
+    /// `http://localhost:*`); a request with any other Origin header gets 403.
+    /// Requests without Origin (non-browser clients) always pass. Defaults to
+    /// loopback origins; `*` accepts any origin.
+    #[arg(long, env = "PGMCP_ALLOWED_ORIGINS", value_delimiter = ',')]
+    pub allowed_origins: Vec<String>,
+
+    /// Origins allowed to call /mcp from a browser via CORS, comma-separated.
+    /// No CORS headers are sent unless this is set. These origins are also
+    /// accepted by the Origin check.
+    #[arg(long, env = "PGMCP_CORS_ORIGINS", value_delimiter = ',')]
+    pub cors_origins: Vec<String>,
+
+    /// Largest HTTP request body accepted on /mcp, in bytes; larger ones get 413.
+    #[arg(long, env = "PGMCP_MAX_REQUEST_BODY_BYTES", default_value_t = 4 * 1024 * 1024)]
+    pub max_request_body_bytes: usize,
+
+    // ----- authentication -----
+    /// File of static bearer tokens: one `PRINCIPAL PERMISSIONS TOKEN` per line
+    /// (TOKEN plain or `sha256:<hex>`). See docs/security.md.
+    #[arg(long, env = "PGMCP_AUTH_TOKENS_FILE")]
+    pub auth_tokens_file: Option<PathBuf>,
+
+    /// Static bearer tokens in the file's format, entries separated by `;`.
+    /// Prefer the environment variable or the file: a flag shows in `ps`.
+    #[arg(long, env = "PGMCP_AUTH_TOKENS", hide_env_values = true)]
+    pub auth_tokens: Option<String>,
+
+    /// Accept JWTs issued by this issuer (`iss`), e.g. https://idp.example.com/realms/main.
+    #[arg(long, env = "PGMCP_JWT_ISSUER")]
+    pub jwt_issuer: Option<String>,
+
+    /// Audiences (`aud`) a JWT must carry one of, comma-separated. Defaults to
+    /// the MCP resource URL (`<--public-url>/mcp`).
+    #[arg(long, env = "PGMCP_JWT_AUDIENCE", value_delimiter = ',')]
+    pub jwt_audience: Vec<String>,
+
+    /// JWKS file with the keys that sign JWTs (RS256, ES256, or HS256 `oct` keys).
+    #[arg(long, env = "PGMCP_JWT_JWKS_FILE")]
+    pub jwt_jwks_file: Option<PathBuf>,
+
+    /// JWKS URL of the issuer (fetched at start-up, cached, refreshed).
+    #[arg(long, env = "PGMCP_JWT_JWKS_URL")]
+    pub jwt_jwks_url: Option<String>,
+
+    /// How often the JWKS URL is fetched again, in seconds (also on an unknown `kid`).
+    #[arg(long, env = "PGMCP_JWT_JWKS_REFRESH_S", default_value_t = 300)]
+    pub jwt_jwks_refresh_s: u64,
+
+    /// Shared secret for HS256 JWTs (at least 32 bytes). Prefer the file.
+    #[arg(long, env = "PGMCP_JWT_HS256_SECRET", hide_env_values = true)]
+    pub jwt_hs256_secret: Option<String>,
+
+    /// File holding the shared secret for HS256 JWTs.
+    #[arg(long, env = "PGMCP_JWT_HS256_SECRET_FILE")]
+    pub jwt_hs256_secret_file: Option<PathBuf>,
+
+    /// Clock skew tolerated on `exp` and `nbf`, in seconds.
+    #[arg(long, env = "PGMCP_JWT_LEEWAY_S", default_value_t = 30)]
+    pub jwt_leeway_s: u64,
+
+    /// Claim holding the scopes (space-separated string or array); `scp` is
+    /// read when it is absent.
+    #[arg(long, env = "PGMCP_JWT_SCOPE_CLAIM", default_value = "scope")]
+    pub jwt_scope_claim: String,
+
+    /// Claim naming the principal.
+    #[arg(long, env = "PGMCP_JWT_PRINCIPAL_CLAIM", default_value = "sub")]
+    pub jwt_principal_claim: String,
+
+    /// Public base URL of this gateway (https://mcp.example.com), as clients
+    /// reach it: the OAuth protected resource is `<url>/mcp`. Derived from
+    /// each request's Host header when unset.
+    #[arg(long, env = "PGMCP_PUBLIC_URL")]
+    pub public_url: Option<String>,
+
+    /// Authorization servers announced in the protected resource metadata,
+    /// comma-separated issuer URLs. Defaults to --jwt-issuer.
+    #[arg(long, env = "PGMCP_OAUTH_AUTHORIZATION_SERVERS", value_delimiter = ',')]
+    pub oauth_authorization_servers: Vec<String>,
+
+    /// Serve HTTP without authentication on a non-loopback address. Anyone
+    /// who can reach the port gets every tool on every database.
+    #[arg(long, env = "PGMCP_INSECURE_NO_AUTH")]
+    pub insecure_no_auth: bool,
+
+    // ----- limits -----
     /// Rows a `query` returns when the caller sets no `max_rows`.
     #[arg(long, env = "PGMCP_DEFAULT_MAX_ROWS", default_value_t = 100)]
     pub default_max_rows: u64,
@@ -59,6 +158,23 @@ pub struct Args {
     #[arg(long, env = "PGMCP_MAX_TIMEOUT_MS", default_value_t = 300_000)]
     pub max_timeout_ms: u32,
 
+    /// Largest SQL text accepted, in bytes (checked before the call leaves the gateway).
+    #[arg(long, env = "PGMCP_MAX_SQL_BYTES", default_value_t = 1024 * 1024)]
+    pub max_sql_bytes: usize,
+
+    /// Most parameters accepted per statement.
+    #[arg(long, env = "PGMCP_MAX_PARAMS", default_value_t = 1_000)]
+    pub max_params: usize,
+
+    /// Tool calls one principal may have running at once; 0 for no limit.
+    #[arg(
+        long,
+        env = "PGMCP_MAX_CONCURRENT_CALLS_PER_PRINCIPAL",
+        default_value_t = 16
+    )]
+    pub max_concurrent_calls_per_principal: usize,
+
+    // ----- workers -----
     /// How long to wait for a connection to a worker, in milliseconds.
     #[arg(long, env = "PGMCP_WORKER_CONNECT_TIMEOUT_MS", default_value_t = 2_000)]
     pub worker_connect_timeout_ms: u64,
@@ -97,6 +213,36 @@ pub struct Args {
     /// `all`.
     #[arg(long, env = "PGMCP_TOOLSETS", default_value = "core")]
     pub toolsets: Vec<String>,
+    /// Largest gRPC message sent to or accepted from a worker, in bytes.
+    #[arg(long, env = "PGMCP_MAX_MESSAGE_BYTES", default_value_t = 16 * 1024 * 1024)]
+    pub max_message_bytes: usize,
+
+    /// Token sent to the workers (`authorization: Bearer …`); must match the
+    /// workers' --worker-token. Prefer the environment or the file.
+    #[arg(long, env = "PGMCP_WORKER_TOKEN", hide_env_values = true)]
+    pub worker_token: Option<String>,
+
+    /// File holding the worker token.
+    #[arg(long, env = "PGMCP_WORKER_TOKEN_FILE")]
+    pub worker_token_file: Option<PathBuf>,
+
+    /// CA certificate (PEM) that signed the workers' certificates; worker URLs
+    /// are then https://.
+    #[arg(long, env = "PGMCP_TLS_CA")]
+    pub tls_ca: Option<PathBuf>,
+
+    /// Client certificate (PEM) presented to the workers (mTLS); needs --tls-key.
+    #[arg(long, env = "PGMCP_TLS_CERT")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// Private key (PEM) of --tls-cert.
+    #[arg(long, env = "PGMCP_TLS_KEY")]
+    pub tls_key: Option<PathBuf>,
+
+    /// Name expected in the workers' certificates, when it differs from the
+    /// host in the worker URLs (e.g. URLs with IP addresses).
+    #[arg(long, env = "PGMCP_TLS_DOMAIN")]
+    pub tls_domain: Option<String>,
 
     /// Log format: `text` (human-readable) or `json`.
     #[arg(long, env = "PGMCP_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
@@ -121,6 +267,33 @@ pub struct Limits {
     pub batch_concurrency: usize,
     pub max_transaction_statements: usize,
     pub max_bulk_rows: usize,
+    pub max_sql_bytes: usize,
+    pub max_params: usize,
+    pub max_concurrent_calls_per_principal: usize,
+}
+
+/// Where JWT verification keys come from, and what a token must say.
+#[derive(Debug, Clone)]
+pub struct JwtConfig {
+    pub settings: JwtSettings,
+    pub jwks_file: Option<PathBuf>,
+    pub jwks_url: Option<String>,
+    pub hs256_secret: Option<Secret>,
+    pub jwks_refresh: Duration,
+}
+
+/// How HTTP callers authenticate.
+#[derive(Debug, Clone, Default)]
+pub struct AuthConfig {
+    pub tokens: Option<Arc<TokenStore>>,
+    pub jwt: Option<JwtConfig>,
+    pub metadata: ResourceMetadata,
+}
+
+impl AuthConfig {
+    pub fn enabled(&self) -> bool {
+        self.tokens.is_some() || self.jwt.is_some()
+    }
 }
 
 /// The validated gateway configuration.
@@ -131,22 +304,39 @@ pub struct Config {
     pub stdio: bool,
     /// `None` when any Host is accepted.
     pub allowed_hosts: Option<Vec<String>>,
+    /// `None` when any Origin is accepted.
+    pub allowed_origins: Option<Vec<String>>,
+    pub cors_origins: Vec<String>,
+    pub max_request_body_bytes: usize,
+    pub auth: AuthConfig,
     pub limits: Limits,
-    pub connect_timeout: Duration,
     /// Cursor signing key; `None` = random per process.
-    pub cursor_secret: Option<Vec<u8>>,
+    pub cursor_secret: Option<Secret>,
     pub cursor_ttl: Duration,
     pub toolsets: Toolsets,
+    pub link: LinkConfig,
+}
+
+/// Browser origins accepted by default: pages served from this machine.
+const LOOPBACK_ORIGINS: [&str; 6] = [
+    "http://localhost:*",
+    "http://127.0.0.1:*",
+    "http://[::1]:*",
+    "https://localhost:*",
+    "https://127.0.0.1:*",
+    "https://[::1]:*",
+];
+
+fn clean(list: &[String]) -> Vec<String> {
+    list.iter()
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .collect()
 }
 
 impl Config {
     pub fn from_args(args: &Args) -> Result<Self> {
-        let workers: Vec<String> = args
-            .workers
-            .iter()
-            .map(|w| w.trim().to_string())
-            .filter(|w| !w.is_empty())
-            .collect();
+        let workers = clean(&args.workers);
         if workers.is_empty() {
             bail!(
                 "no workers configured: pass --workers http://host:port[,…] (or set PGMCP_WORKERS)"
@@ -160,36 +350,97 @@ impl Config {
         if args.default_max_rows == 0 || args.max_rows == 0 {
             bail!("--default-max-rows and --max-rows must be at least 1");
         }
-        let cursor_secret = match (&args.cursor_secret, &args.cursor_secret_file) {
-            (Some(_), Some(_)) => {
-                bail!("give either --cursor-secret or --cursor-secret-file, not both")
-            }
-            (Some(s), None) => Some(s.clone().into_bytes()),
-            (None, Some(path)) => {
-                let text = std::fs::read_to_string(path)
-                    .with_context(|| format!("reading the cursor key from {}", path.display()))?;
-                Some(text.trim().as_bytes().to_vec())
-            }
-            (None, None) => None,
-        };
-        if cursor_secret.as_ref().is_some_and(|k| k.len() < 16) {
+        let cursor_secret = secret::value_or_file(
+            args.cursor_secret.as_deref(),
+            args.cursor_secret_file.as_deref(),
+            "cursor-secret",
+            "the cursor key",
+        )?
+        .map(|s| Secret::new(s.expose().trim()));
+        if cursor_secret
+            .as_ref()
+            .is_some_and(|k| k.expose().len() < 16)
+        {
             bail!("the cursor key must be at least 16 bytes long");
+        }
+        if args.max_request_body_bytes == 0 || args.max_message_bytes == 0 {
+            bail!("--max-request-body-bytes and --max-message-bytes must be at least 1");
         }
         let allowed_hosts = if args.allowed_hosts.iter().any(|h| h.trim() == "*") {
             None
         } else {
-            Some(
-                args.allowed_hosts
-                    .iter()
-                    .map(|h| h.trim().to_string())
-                    .collect(),
-            )
+            Some(clean(&args.allowed_hosts))
         };
+        let cors_origins = clean(&args.cors_origins);
+        for o in &cors_origins {
+            if o != "*" && !(o.starts_with("http://") || o.starts_with("https://")) {
+                bail!(
+                    "--cors-origins entry `{o}` must be an origin such as https://app.example.com"
+                );
+            }
+        }
+        let origins = clean(&args.allowed_origins);
+        let allowed_origins =
+            if origins.iter().any(|o| o == "*") || cors_origins.iter().any(|o| o == "*") {
+                None
+            } else {
+                let mut list = if origins.is_empty() {
+                    LOOPBACK_ORIGINS.iter().map(|s| s.to_string()).collect()
+                } else {
+                    origins
+                };
+                list.extend(cors_origins.iter().cloned());
+                Some(list)
+            };
+
+        let auth = auth_config(args)?;
+        if !args.stdio && !auth.enabled() && !args.listen.ip().is_loopback() {
+            if !args.insecure_no_auth {
+                bail!(
+                    "refusing to serve {} without authentication: anyone who can reach it would get every \
+                     database. Configure --auth-tokens-file or JWT (--jwt-issuer with --jwt-jwks-url or \
+                     --jwt-jwks-file), listen on a loopback address, or pass --insecure-no-auth to accept the risk",
+                    args.listen
+                );
+            }
+            tracing::warn!(listen = %args.listen, "serving without authentication on a non-loopback address (--insecure-no-auth)");
+        }
+
+        let link = LinkConfig {
+            connect_timeout: Duration::from_millis(args.worker_connect_timeout_ms),
+            tls: match (&args.tls_ca, &args.tls_cert, &args.tls_key) {
+                (None, None, None) => None,
+                (None, _, _) => bail!(
+                    "--tls-cert and --tls-key need --tls-ca (the CA of the workers' certificates)"
+                ),
+                (Some(ca), cert, key) => Some(TlsFiles {
+                    ca: ca.clone(),
+                    identity: match (cert, key) {
+                        (Some(c), Some(k)) => Some((c.clone(), k.clone())),
+                        (None, None) => None,
+                        _ => bail!("--tls-cert and --tls-key go together"),
+                    },
+                    domain: args.tls_domain.clone(),
+                }),
+            },
+            token: secret::value_or_file(
+                args.worker_token.as_deref(),
+                args.worker_token_file.as_deref(),
+                "worker-token",
+                "the worker token",
+            )?,
+            max_message_bytes: args.max_message_bytes,
+        };
+
         Ok(Config {
             listen: args.listen,
             workers,
             stdio: args.stdio,
             allowed_hosts,
+            allowed_origins,
+            cors_origins,
+            max_request_body_bytes: args.max_request_body_bytes,
+            auth,
             limits: Limits {
                 default_max_rows: args.default_max_rows.min(args.max_rows),
                 max_rows: args.max_rows,
@@ -200,11 +451,101 @@ impl Config {
                 batch_concurrency: args.batch_concurrency.max(1),
                 max_transaction_statements: args.max_transaction_statements.max(1),
                 max_bulk_rows: args.max_bulk_rows.max(1),
+                max_sql_bytes: args.max_sql_bytes,
+                max_params: args.max_params,
+                max_concurrent_calls_per_principal: args.max_concurrent_calls_per_principal,
             },
-            connect_timeout: Duration::from_millis(args.worker_connect_timeout_ms),
+            link,
             cursor_secret,
             cursor_ttl: Duration::from_secs(args.cursor_ttl_s.max(1)),
             toolsets: Toolsets::parse(&args.toolsets)?,
         })
     }
+}
+
+fn auth_config(args: &Args) -> Result<AuthConfig> {
+    let mut tokens: Option<TokenStore> = None;
+    if let Some(path) = &args.auth_tokens_file {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read --auth-tokens-file {}", path.display()))?;
+        tokens = Some(
+            TokenStore::parse(&text, &path.display().to_string()).map_err(anyhow::Error::msg)?,
+        );
+    }
+    if let Some(text) = &args.auth_tokens {
+        let more = TokenStore::parse(text, "--auth-tokens").map_err(anyhow::Error::msg)?;
+        match &mut tokens {
+            Some(t) => t.extend(more).map_err(anyhow::Error::msg)?,
+            None => tokens = Some(more),
+        }
+    }
+
+    let public_url = match &args.public_url {
+        Some(u) => {
+            let parsed = url::Url::parse(u)
+                .with_context(|| format!("--public-url `{u}` is not a valid URL"))?;
+            if !matches!(parsed.scheme(), "http" | "https") {
+                bail!("--public-url must be an http(s) URL, got `{u}`");
+            }
+            Some(u.trim_end_matches('/').to_string())
+        }
+        None => None,
+    };
+
+    let hs256 = secret::value_or_file(
+        args.jwt_hs256_secret.as_deref(),
+        args.jwt_hs256_secret_file.as_deref(),
+        "jwt-hs256-secret",
+        "the HS256 secret",
+    )?;
+    let has_keys = args.jwt_jwks_file.is_some() || args.jwt_jwks_url.is_some() || hs256.is_some();
+    let jwt = match (&args.jwt_issuer, has_keys) {
+        (None, false) => None,
+        (None, true) => bail!(
+            "JWT keys are configured but --jwt-issuer is not: set the issuer tokens must come from"
+        ),
+        (Some(_), false) => bail!(
+            "--jwt-issuer needs keys to verify tokens: --jwt-jwks-url, --jwt-jwks-file or --jwt-hs256-secret-file"
+        ),
+        (Some(issuer), true) => {
+            let mut audiences = clean(&args.jwt_audience);
+            if audiences.is_empty() {
+                match &public_url {
+                    Some(u) => audiences.push(format!("{u}/mcp")),
+                    None => bail!(
+                        "JWT authentication needs the audience tokens are issued for: set --jwt-audience, \
+                         or --public-url (the audience is then <public-url>/mcp)"
+                    ),
+                }
+            }
+            Some(JwtConfig {
+                settings: JwtSettings {
+                    issuer: issuer.trim().to_string(),
+                    audiences,
+                    leeway: Duration::from_secs(args.jwt_leeway_s),
+                    scope_claim: args.jwt_scope_claim.clone(),
+                    principal_claim: args.jwt_principal_claim.clone(),
+                },
+                jwks_file: args.jwt_jwks_file.clone(),
+                jwks_url: args.jwt_jwks_url.clone(),
+                hs256_secret: hs256,
+                jwks_refresh: Duration::from_secs(args.jwt_jwks_refresh_s.max(1)),
+            })
+        }
+    };
+
+    let mut authorization_servers = clean(&args.oauth_authorization_servers);
+    if authorization_servers.is_empty()
+        && let Some(j) = &jwt
+    {
+        authorization_servers.push(j.settings.issuer.clone());
+    }
+    Ok(AuthConfig {
+        tokens: tokens.map(Arc::new),
+        jwt,
+        metadata: ResourceMetadata {
+            public_url,
+            authorization_servers,
+        },
+    })
 }

@@ -37,6 +37,7 @@ impl GatewayError {
             ErrorKind::Cancelled => "Cancelled",
             ErrorKind::Connection => "Database connection lost",
             ErrorKind::PoolExhausted => "Database busy",
+            ErrorKind::Overloaded => "Overloaded",
             ErrorKind::Unavailable => "Worker unavailable",
             ErrorKind::UnknownDatabase => "Unknown database",
             ErrorKind::InvalidRequest => "Invalid request",
@@ -72,6 +73,9 @@ impl GatewayError {
                  Look up what exists with the list_tables and describe_table tools (or query \
                  information_schema.tables and information_schema.columns).".to_string(),
             ErrorKind::ConstraintViolation => constraint_next_step(e),
+            // Refused by pgmcp's own access control (no SQLSTATE): the caller's credentials.
+            ErrorKind::PermissionDenied if e.sqlstate.is_empty() => "Your credentials (token or scopes) do not allow this call; \
+                 use a tool and database they cover, or ask the pgmcp operators for the permission named above.".to_string(),
             ErrorKind::PermissionDenied => "The database role pgmcp uses lacks this privilege. Query objects it can read, \
                  or ask a database administrator to GRANT access.".to_string(),
             ErrorKind::ReadOnly => "This call runs in a read-only transaction, so it cannot change data or schema; \
@@ -82,6 +86,8 @@ impl GatewayError {
             ErrorKind::Cancelled => "The statement was cancelled before it finished; nothing was changed. Call again if still needed.".to_string(),
             ErrorKind::Connection => "The worker's connection to PostgreSQL failed. Retry shortly; if it keeps failing the database may be down or unreachable.".to_string(),
             ErrorKind::PoolExhausted => "All database connections are busy. Retry in a moment.".to_string(),
+            ErrorKind::Overloaded => "Too many calls are running at once; nothing was run. Retry in a moment, \
+                 or wait for your other calls to finish.".to_string(),
             ErrorKind::Unavailable => "No worker answered. Retry shortly; if it persists, the pgmcp workers are down or unreachable from the gateway.".to_string(),
             ErrorKind::UnknownDatabase => "Pass one of the available names as `database`.".to_string(),
             ErrorKind::InvalidRequest => "Fix the arguments and call again.".to_string(),
@@ -100,7 +106,7 @@ impl GatewayError {
     pub fn to_json(&self) -> serde_json::Value {
         let e = &self.0;
         let mut v = json!({
-            "kind": kind_name(e.kind()),
+            "kind": e.kind().snake_name(),
             "message": e.message,
             "retry_safe": e.retry_safe,
         });
@@ -128,13 +134,23 @@ impl GatewayError {
 
 impl std::fmt::Display for GatewayError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}: {}", kind_name(self.kind()), self.0.message)
+        write!(f, "{}: {}", self.kind().snake_name(), self.0.message)
     }
 }
 
 impl From<tonic::Status> for GatewayError {
     fn from(status: tonic::Status) -> Self {
-        GatewayError(Box::new(Error::from_status(&status)))
+        let mut err = Error::from_status(&status);
+        // tonic's own message-size errors: name the setting to change.
+        if status.details().is_empty() && status.message().contains("message length too large") {
+            err.kind = ErrorKind::InvalidRequest as i32;
+            err.message = format!(
+                "a gRPC message between gateway and worker is over the size limit ({}); \
+                 ask for fewer rows or smaller values, or raise --max-message-bytes on the gateway and the worker",
+                status.message()
+            );
+        }
+        GatewayError(Box::new(err))
     }
 }
 
@@ -177,30 +193,6 @@ fn constraint_next_step(e: &Error) -> String {
         _ => format!("The data violates a constraint{on}."),
     };
     format!("{what} Nothing was changed: the failing statement was rolled back.")
-}
-
-/// Stable snake_case name of a kind.
-pub fn kind_name(kind: ErrorKind) -> &'static str {
-    match kind {
-        ErrorKind::Unspecified => "unspecified",
-        ErrorKind::InvalidRequest => "invalid_request",
-        ErrorKind::UnknownDatabase => "unknown_database",
-        ErrorKind::Syntax => "syntax",
-        ErrorKind::UndefinedObject => "undefined_object",
-        ErrorKind::ConstraintViolation => "constraint_violation",
-        ErrorKind::PermissionDenied => "permission_denied",
-        ErrorKind::ReadOnly => "read_only",
-        ErrorKind::Timeout => "timeout",
-        ErrorKind::Cancelled => "cancelled",
-        ErrorKind::Connection => "connection",
-        ErrorKind::PoolExhausted => "pool_exhausted",
-        ErrorKind::Data => "data",
-        ErrorKind::Statement => "statement",
-        ErrorKind::Database => "database",
-        ErrorKind::Internal => "internal",
-        ErrorKind::Conflict => "conflict",
-        ErrorKind::Unavailable => "unavailable",
-    }
 }
 
 /// The line of `sql` holding 1-based character `position`, with a caret

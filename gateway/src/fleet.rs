@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use futures::StreamExt;
 use pgmcp_proto::error::ErrorKind;
 use pgmcp_proto::v1::worker_client::WorkerClient;
@@ -16,21 +16,17 @@ use pgmcp_proto::v1::{
     Column, HistoryRequest, HistoryResponse, InfoRequest, InfoResponse, QueryRequest, Summary,
     query_response::Part,
 };
-use pgmcp_telemetry::grpc::{Client as Traced, ClientLayer};
-use tonic::transport::{Channel, Endpoint};
 
 use crate::errors::GatewayError;
 use crate::telemetry::Metrics;
-
-/// Largest gRPC message accepted from a worker.
-const MAX_MESSAGE_BYTES: usize = 16 * 1024 * 1024;
+use crate::worker_link::{self, LinkConfig, WorkerChannel};
 
 /// One worker.
 #[derive(Clone)]
 pub struct WorkerHandle {
     pub url: String,
     /// Each call gets a CLIENT span and carries the trace context.
-    client: WorkerClient<Traced<Channel>>,
+    client: WorkerClient<WorkerChannel>,
 }
 
 /// All workers known to this gateway.
@@ -53,31 +49,17 @@ pub struct QueryOutcome {
 
 impl Fleet {
     /// Builds clients for `urls`; connections open lazily on first use.
-    pub fn new(urls: &[String], connect_timeout: Duration, metrics: Arc<Metrics>) -> Result<Self> {
-        let mut workers = Vec::with_capacity(urls.len());
-        for url in urls {
-            let endpoint = Endpoint::from_shared(url.clone())
-                .with_context(|| format!("invalid worker address `{url}`"))?
-                .connect_timeout(connect_timeout)
-                .tcp_nodelay(true)
-                .http2_keep_alive_interval(Duration::from_secs(30))
-                .keep_alive_while_idle(true);
-            let channel = tower::Layer::layer(
-                &ClientLayer::new(metrics.clone(), url),
-                endpoint.connect_lazy(),
-            );
-            let client = WorkerClient::new(channel)
-                .max_decoding_message_size(MAX_MESSAGE_BYTES)
-                .max_encoding_message_size(MAX_MESSAGE_BYTES);
-            workers.push(WorkerHandle {
-                url: url.clone(),
-                client,
-            });
-        }
+    pub fn new(urls: &[String], link: &LinkConfig, metrics: &Arc<Metrics>) -> Result<Self> {
+        let workers = urls
+            .iter()
+            .cloned()
+            .zip(worker_link::clients(urls, link, metrics)?)
+            .map(|(url, client)| WorkerHandle { url, client })
+            .collect();
         Ok(Fleet {
             workers,
             next: AtomicUsize::new(0),
-            metrics,
+            metrics: metrics.clone(),
         })
     }
 
@@ -149,7 +131,7 @@ impl Fleet {
     ) -> Result<T, GatewayError>
     where
         Req: Clone,
-        F: Fn(WorkerClient<Traced<Channel>>, tonic::Request<Req>) -> Fut,
+        F: Fn(WorkerClient<WorkerChannel>, tonic::Request<Req>) -> Fut,
         Fut: std::future::Future<Output = Result<tonic::Response<T>, tonic::Status>>,
     {
         let started = tokio::time::Instant::now();
@@ -266,7 +248,7 @@ impl Fleet {
         call: F,
     ) -> Result<(T, String), GatewayError>
     where
-        F: Fn(WorkerClient<Traced<Channel>>, Duration, String) -> Fut,
+        F: Fn(WorkerClient<WorkerChannel>, Duration, String) -> Fut,
         Fut: Future<Output = Result<tonic::Response<T>, tonic::Status>>,
     {
         let started = tokio::time::Instant::now();
@@ -511,7 +493,7 @@ impl Fleet {
     ) -> Result<Resp, GatewayError>
     where
         Req: Clone,
-        F: Fn(WorkerClient<Traced<Channel>>, tonic::Request<Req>) -> Fut,
+        F: Fn(WorkerClient<WorkerChannel>, tonic::Request<Req>) -> Fut,
         Fut: std::future::Future<Output = Result<tonic::Response<Resp>, tonic::Status>>,
     {
         let started = tokio::time::Instant::now();
@@ -582,7 +564,7 @@ impl Fleet {
     ) -> Vec<(String, Result<Resp, GatewayError>)>
     where
         Req: Clone,
-        F: Fn(WorkerClient<Traced<Channel>>, tonic::Request<Req>) -> Fut,
+        F: Fn(WorkerClient<WorkerChannel>, tonic::Request<Req>) -> Fut,
         Fut: std::future::Future<Output = Result<tonic::Response<Resp>, tonic::Status>>,
     {
         let calls = self.workers.iter().map(|w| {

@@ -4,14 +4,19 @@
 //!
 //! Map: [`config`] (flags), [`server`] (the MCP handler), [`tools`] (one file
 //! per tool), [`toolsets`] (which tools are served), [`cursor`] (signed
-//! pagination cursors), [`fleet`] (workers and routing), [`errors`] (one
+//! pagination cursors), [`fleet`] (workers and routing), [`worker_link`]
+//! (the gRPC client: TLS, worker token, principal metadata), [`errors`] (one
 //! error type and its explanations), [`render`] (text for the model),
-//! [`http`] (HTTP routes), [`catalog`] (shapes of schemas, tables and table
-//! descriptions), [`resources`] (one file per resource), [`completions`]
-//! (argument completion), [`prompts`], [`listing_cursor`] (cursors of
-//! catalog listings), [`telemetry`]
-//! (traces, metrics, logs).
+//! [`http`] (HTTP routes and layers), [`auth`] (who is calling and what they
+//! may do), [`call`] (the call being served), [`limits`] (per-principal
+//! concurrency, early size checks), [`secret`] (secrets from env or files),
+//! [`catalog`] (shapes of schemas, tables and table descriptions),
+//! [`resources`] (one file per resource), [`completions`] (argument
+//! completion), [`prompts`], [`listing_cursor`] (cursors of catalog
+//! listings), [`telemetry`] (traces, metrics, logs).
 
+pub mod auth;
+pub mod call;
 pub mod catalog;
 pub mod completions;
 pub mod config;
@@ -19,14 +24,17 @@ pub mod cursor;
 pub mod errors;
 pub mod fleet;
 pub mod http;
+pub mod limits;
 pub mod listing_cursor;
 pub mod prompts;
 pub mod render;
 pub mod resources;
+pub mod secret;
 pub mod server;
 pub mod telemetry;
 pub mod tools;
 pub mod toolsets;
+pub mod worker_link;
 
 use anyhow::{Context, Result};
 use rmcp::ServiceExt;
@@ -38,9 +46,9 @@ pub use server::PgMcp;
 /// Builds the MCP service for `config`.
 pub fn service(config: &Config) -> Result<PgMcp> {
     let metrics = telemetry::Metrics::new()?;
-    let fleet = fleet::Fleet::new(&config.workers, config.connect_timeout, metrics.clone())?;
+    let fleet = fleet::Fleet::new(&config.workers, &config.link, &metrics)?;
     let cursors = match &config.cursor_secret {
-        Some(key) => cursor::CursorKey::new(key.clone(), config.cursor_ttl),
+        Some(key) => cursor::CursorKey::new(key.expose().as_bytes().to_vec(), config.cursor_ttl),
         None => {
             if !config.stdio {
                 tracing::warn!(
@@ -104,8 +112,13 @@ pub async fn serve_http(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<()> {
     let token = CancellationToken::new();
-    let app = http::router(mcp, config.allowed_hosts.clone(), token.clone());
-    tracing::info!(addr = %listener.local_addr()?, workers = ?config.workers, "gateway listening; MCP at /mcp");
+    let app = http::router(&config, mcp, token.clone()).await?;
+    tracing::info!(
+        addr = %listener.local_addr()?,
+        workers = ?config.workers,
+        auth = if config.auth.enabled() { "on" } else { "off" },
+        "gateway listening; MCP at /mcp"
+    );
     axum::serve(listener, app)
         .with_graceful_shutdown(async move {
             shutdown.await;

@@ -179,7 +179,11 @@ indexes (the exact CREATE INDEX statement, and why it helps this plan). Say what
 async fn overview(mcp: &PgMcp, database: Option<&str>) -> Result<String, GatewayError> {
     let fleet = &mcp.shared.fleet;
     let deadline = catalog_deadline(&mcp.shared.limits);
-    let database = database.unwrap_or_default().to_string();
+    let database = crate::call::resolve(
+        crate::auth::Access::Read,
+        database.unwrap_or_default(),
+        "explore_database",
+    )?;
     let schemas = fleet
         .unary_read(
             ListSchemasRequest {

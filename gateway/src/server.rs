@@ -1,9 +1,20 @@
 //! The MCP server: one [`PgMcp`] value per request (it is only an `Arc`),
 //! the tool router (filtered by the enabled toolsets), the resources, and
 //! the server's self-description.
+//!
+//! Every tool call passes [`PgMcp::call_tool`]: it finds the caller (the
+//! principal the HTTP layer authenticated; the local user over stdio),
+//! refuses tools of toolsets this server does not enable, checks the tool's
+//! declared requirement against the caller's permissions, takes one of the
+//! caller's concurrent-call slots, and runs the tool inside the call's
+//! [`crate::call`] context. `tools/list` shows only the enabled tools the
+//! caller may use. Resources, prompts and completions also run inside the
+//! caller's context and show only the databases the caller may read.
 
 use std::sync::Arc;
+use std::time::Instant;
 
+use pgmcp_proto::error::ErrorKind;
 use rmcp::handler::server::router::tool::ToolRouter;
 use rmcp::handler::server::tool::ToolCallContext;
 use rmcp::model::{
@@ -17,11 +28,16 @@ use rmcp::service::RequestContext;
 use rmcp::{ErrorData, RoleServer, ServerHandler, tool_handler};
 use tracing::Instrument;
 
+use crate::auth::{self, Principal};
+use crate::call::{self, CallContext};
 use crate::config::Limits;
 use crate::cursor::CursorKey;
+use crate::errors::GatewayError;
 use crate::fleet::Fleet;
+use crate::limits::PrincipalLimiter;
 use crate::resources;
 use crate::telemetry::{McpRequest, Metrics, Outcome};
+use crate::tools::error_result;
 use crate::toolsets::{Toolset, Toolsets};
 
 /// State shared by every request.
@@ -32,6 +48,7 @@ pub struct Shared {
     pub metrics: Arc<Metrics>,
     pub toolsets: Toolsets,
     tools: ToolRouter<PgMcp>,
+    limiter: Arc<PrincipalLimiter>,
 }
 
 /// The MCP service. Cheap to clone: every request gets its own.
@@ -49,7 +66,32 @@ impl PgMcp {
         toolsets: Toolsets,
         metrics: Arc<Metrics>,
     ) -> Self {
-        let mut tools = Self::query_router()
+        let mut tools = Self::tools();
+        let names: Vec<String> = tools
+            .list_all()
+            .into_iter()
+            .map(|t| t.name.into())
+            .collect();
+        for name in names.iter().filter(|n| !toolsets.serves(n)) {
+            tools.remove_route(name);
+        }
+        let limiter = PrincipalLimiter::new(limits.max_concurrent_calls_per_principal);
+        PgMcp {
+            shared: Arc::new(Shared {
+                fleet,
+                limits,
+                cursors,
+                toolsets,
+                metrics,
+                tools,
+                limiter,
+            }),
+        }
+    }
+
+    /// The router of every tool (each file in `tools/` adds its own).
+    fn tools() -> ToolRouter<PgMcp> {
+        Self::query_router()
             + Self::execute_router()
             + Self::transaction_router()
             + Self::batch_query_router()
@@ -64,26 +106,23 @@ impl PgMcp {
             + Self::top_queries_router()
             + Self::analyze_table_router()
             + Self::vacuum_table_router()
-            + Self::invalidate_schema_cache_router();
-        let names: Vec<String> = tools
-            .list_all()
-            .into_iter()
-            .map(|t| t.name.into())
-            .collect();
-        for name in names.iter().filter(|n| !toolsets.serves(n)) {
-            tools.remove_route(name);
-        }
-        PgMcp {
-            shared: Arc::new(Shared {
-                fleet,
-                limits,
-                cursors,
-                toolsets,
-                metrics,
-                tools,
-            }),
-        }
+            + Self::invalidate_schema_cache_router()
     }
+}
+
+/// The caller of a request: the principal the HTTP layer put into the
+/// request's extensions, or the local user when there is no HTTP request
+/// (stdio). `None` (an HTTP request the auth layer did not see) is refused.
+fn caller(ctx: &RequestContext<RoleServer>) -> Option<Arc<Principal>> {
+    match ctx.extensions.get::<http::request::Parts>() {
+        Some(parts) => parts.extensions.get::<Arc<Principal>>().cloned(),
+        None => Some(Arc::new(Principal::local())),
+    }
+}
+
+/// The protocol error for a request the HTTP auth layer did not see.
+fn unauthenticated() -> ErrorData {
+    ErrorData::invalid_request("the request is not authenticated", None)
 }
 
 const INSTRUCTIONS: &str = "pgmcp gives access to PostgreSQL databases. \
@@ -114,22 +153,9 @@ impl ServerHandler for PgMcp {
 
     async fn call_tool(
         &self,
-        request: CallToolRequestParams,
+        mut request: CallToolRequestParams,
         context: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, ErrorData> {
-        let name = request.name.to_string();
-        if !self.shared.tools.has_route(&name) && !self.shared.toolsets.serves(&name) {
-            let set = Toolset::of(&name).name();
-            return Err(ErrorData::invalid_params(
-                format!(
-                    "tool `{name}` belongs to the `{set}` toolset, which this server does not enable \
-                     (enabled: {}); the operator can start the gateway with --toolsets core,{set} \
-                     (or --toolsets all, env PGMCP_TOOLSETS)",
-                    self.shared.toolsets.names()
-                ),
-                None,
-            ));
-        }
         let traced = McpRequest::start(
             &self.shared.metrics,
             "tools/call",
@@ -137,14 +163,72 @@ impl ServerHandler for PgMcp {
             &context,
         );
         let span = traced.span().clone();
-        let tcc = ToolCallContext::new(self, request, context);
-        let response = self.shared.tools.call(tcc).instrument(span).await;
-        traced.finish(match &response {
+        let Some(principal) = caller(&context) else {
+            let err = GatewayError::new(
+                ErrorKind::PermissionDenied,
+                "the request is not authenticated",
+            );
+            traced.finish(Outcome::ToolError);
+            return Ok(error_result(&err, None).into());
+        };
+        traced.set_principal(&principal.name);
+        let name = request.name.to_string();
+        if !self.shared.tools.has_route(&name) && !self.shared.toolsets.serves(&name) {
+            let set = Toolset::of(&name).name();
+            let err = ErrorData::invalid_params(
+                format!(
+                    "tool `{name}` belongs to the `{set}` toolset, which this server does not enable \
+                     (enabled: {}); the operator can start the gateway with --toolsets core,{set} \
+                     (or --toolsets all, env PGMCP_TOOLSETS)",
+                    self.shared.toolsets.names()
+                ),
+                None,
+            );
+            traced.finish(Outcome::Error(err.code.0));
+            return Err(err);
+        }
+        let ctx = Arc::new(CallContext::new(principal.clone()));
+        let request_id = ctx.request_id.clone();
+        let started = Instant::now();
+        let outcome = call::run(ctx, async {
+            // An unknown tool falls through to the router, which says so.
+            if let Some(def) = self.shared.tools.get(&request.name)
+                && let Err(why) =
+                    auth::permissions::authorize(def, &principal, &mut request.arguments)
+            {
+                let err = GatewayError::new(ErrorKind::PermissionDenied, why);
+                return Ok(error_result(&err, None).into());
+            }
+            let _slot = match self.shared.limiter.try_acquire(&principal.name) {
+                Ok(slot) => slot,
+                Err(err) => return Ok(error_result(&err, None).into()),
+            };
+            let tcc = ToolCallContext::new(self, request, context);
+            self.shared.tools.call(tcc).await
+        })
+        .instrument(span.clone())
+        .await;
+        let failed = match &outcome {
+            Ok(CallToolResponse::Complete(r)) => r.is_error == Some(true),
+            Ok(_) => false,
+            Err(_) => true,
+        };
+        span.in_scope(|| {
+            tracing::info!(
+                request_id = %request_id,
+                principal = %principal.name,
+                tool = %name,
+                ms = started.elapsed().as_millis() as u64,
+                failed,
+                "tool call"
+            )
+        });
+        traced.finish(match &outcome {
             Ok(CallToolResponse::Complete(r)) if r.is_error == Some(true) => Outcome::ToolError,
             Ok(_) => Outcome::Ok,
             Err(e) => Outcome::Error(e.code.0),
         });
-        response
+        outcome
     }
 
     async fn list_tools(
@@ -153,16 +237,29 @@ impl ServerHandler for PgMcp {
         context: RequestContext<RoleServer>,
     ) -> Result<ListToolsResult, ErrorData> {
         let traced = McpRequest::start(&self.shared.metrics, "tools/list", None, &context);
-        let cache_hints = context
+        let tools = match caller(&context) {
+            Some(p) => {
+                traced.set_principal(&p.name);
+                self.shared
+                    .tools
+                    .list_all()
+                    .into_iter()
+                    .filter(|t| auth::permissions::visible(t, &p))
+                    .collect()
+            }
+            None => Vec::new(),
+        };
+        let hints = context
             .protocol_version()
             .is_some_and(|v| v >= ProtocolVersion::V_2026_07_28);
         let result = ListToolsResult {
             result_type: Some(ResultType::COMPLETE),
-            tools: self.shared.tools.list_all(),
+            tools,
             meta: None,
             next_cursor: None,
-            ttl_ms: cache_hints.then_some(0),
-            cache_scope: cache_hints.then_some(CacheScope::Public),
+            ttl_ms: hints.then_some(0),
+            // The list depends on who asks.
+            cache_scope: hints.then_some(CacheScope::Private),
         };
         traced.finish(Outcome::Ok);
         Ok(result)
@@ -173,7 +270,7 @@ impl ServerHandler for PgMcp {
         request: Option<PaginatedRequestParams>,
         ctx: RequestContext<RoleServer>,
     ) -> Result<ListResourcesResult, ErrorData> {
-        self.traced("resources/list", None, &ctx, async {
+        self.serve("resources/list", None, &ctx, async {
             let cursor = request.and_then(|r| r.cursor);
             let first_page = cursor.is_none();
             let mut result = resources::schema::list(self, cursor).await?;
@@ -192,7 +289,7 @@ impl ServerHandler for PgMcp {
         _request: Option<PaginatedRequestParams>,
         ctx: RequestContext<RoleServer>,
     ) -> Result<ListResourceTemplatesResult, ErrorData> {
-        self.traced("resources/templates/list", None, &ctx, async {
+        self.serve("resources/templates/list", None, &ctx, async {
             Ok(resources::schema::templates())
         })
         .await
@@ -203,7 +300,7 @@ impl ServerHandler for PgMcp {
         request: ReadResourceRequestParams,
         ctx: RequestContext<RoleServer>,
     ) -> Result<ReadResourceResponse, ErrorData> {
-        self.traced("resources/read", None, &ctx, async {
+        self.serve("resources/read", None, &ctx, async {
             if let Some(r) = resources::read(&request.uri, &self.shared.fleet).await {
                 return r.map(Into::into);
             }
@@ -228,7 +325,7 @@ impl ServerHandler for PgMcp {
         _request: Option<PaginatedRequestParams>,
         ctx: RequestContext<RoleServer>,
     ) -> Result<ListPromptsResult, ErrorData> {
-        self.traced("prompts/list", None, &ctx, async {
+        self.serve("prompts/list", None, &ctx, async {
             Ok(crate::prompts::list())
         })
         .await
@@ -240,7 +337,7 @@ impl ServerHandler for PgMcp {
         ctx: RequestContext<RoleServer>,
     ) -> Result<GetPromptResponse, ErrorData> {
         let name = request.name.clone();
-        self.traced("prompts/get", Some(&name), &ctx, async {
+        self.serve("prompts/get", Some(&name), &ctx, async {
             crate::prompts::get(self, request).await.map(Into::into)
         })
         .await
@@ -251,7 +348,7 @@ impl ServerHandler for PgMcp {
         request: CompleteRequestParams,
         ctx: RequestContext<RoleServer>,
     ) -> Result<CompleteResult, ErrorData> {
-        self.traced("completion/complete", None, &ctx, async {
+        self.serve("completion/complete", None, &ctx, async {
             crate::completions::complete(self, request).await
         })
         .await
@@ -259,9 +356,11 @@ impl ServerHandler for PgMcp {
 }
 
 impl PgMcp {
-    /// Runs one MCP request's work inside its SERVER span and records it
-    /// (`mcp.method.name`, outcome, duration).
-    async fn traced<T>(
+    /// Runs one MCP request's work as its caller (see [`crate::call`]),
+    /// inside the request's SERVER span, and records it
+    /// (`mcp.method.name`, outcome, duration). A request the HTTP auth
+    /// layer did not see is refused.
+    async fn serve<T>(
         &self,
         method: &'static str,
         target: Option<&str>,
@@ -270,11 +369,40 @@ impl PgMcp {
     ) -> Result<T, ErrorData> {
         let traced = McpRequest::start(&self.shared.metrics, method, target, ctx);
         let span = traced.span().clone();
-        let result = work.instrument(span).await;
+        let result = match caller(ctx) {
+            Some(principal) => {
+                traced.set_principal(&principal.name);
+                call::run(Arc::new(CallContext::new(principal)), work)
+                    .instrument(span)
+                    .await
+            }
+            None => Err(unauthenticated()),
+        };
         traced.finish(match &result {
             Ok(_) => Outcome::Ok,
             Err(e) => Outcome::Error(e.code.0),
         });
         result
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A tool without a declared requirement would be refused to everyone:
+    /// every routed tool must declare one (`meta = crate::auth::requires(…)`).
+    #[test]
+    fn every_tool_declares_what_it_needs() {
+        // The full router, before toolsets filter it.
+        let tools = PgMcp::tools().list_all();
+        assert!(!tools.is_empty());
+        for tool in tools {
+            assert!(
+                auth::Requirement::of(&tool).is_some(),
+                "tool `{}` declares no requirement",
+                tool.name
+            );
+        }
     }
 }

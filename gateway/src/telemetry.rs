@@ -177,6 +177,7 @@ impl McpRequest {
             network.transport = transport,
             error.type = tracing::field::Empty,
             rpc.response.status_code = tracing::field::Empty,
+            enduser.id = tracing::field::Empty,
         );
         let from_meta = ctx
             .meta
@@ -214,6 +215,11 @@ impl McpRequest {
     /// The request's span; run the request inside it.
     pub fn span(&self) -> &Span {
         &self.span
+    }
+
+    /// Records who is calling (`enduser.id`).
+    pub fn set_principal(&self, name: &str) {
+        self.span.record("enduser.id", name);
     }
 
     /// Records how the request ended and closes its span.

@@ -44,6 +44,33 @@ impl Error {
     }
 }
 
+impl ErrorKind {
+    /// Stable snake_case name of a kind, as clients, logs and metrics show it.
+    pub fn snake_name(self) -> &'static str {
+        match self {
+            ErrorKind::Unspecified => "unspecified",
+            ErrorKind::InvalidRequest => "invalid_request",
+            ErrorKind::UnknownDatabase => "unknown_database",
+            ErrorKind::Syntax => "syntax",
+            ErrorKind::UndefinedObject => "undefined_object",
+            ErrorKind::ConstraintViolation => "constraint_violation",
+            ErrorKind::PermissionDenied => "permission_denied",
+            ErrorKind::ReadOnly => "read_only",
+            ErrorKind::Timeout => "timeout",
+            ErrorKind::Cancelled => "cancelled",
+            ErrorKind::Connection => "connection",
+            ErrorKind::PoolExhausted => "pool_exhausted",
+            ErrorKind::Overloaded => "overloaded",
+            ErrorKind::Data => "data",
+            ErrorKind::Statement => "statement",
+            ErrorKind::Database => "database",
+            ErrorKind::Internal => "internal",
+            ErrorKind::Conflict => "conflict",
+            ErrorKind::Unavailable => "unavailable",
+        }
+    }
+}
+
 /// The gRPC status code used for an error kind.
 pub fn code_for(kind: ErrorKind) -> Code {
     match kind {
@@ -57,7 +84,7 @@ pub fn code_for(kind: ErrorKind) -> Code {
         ErrorKind::Cancelled => Code::Cancelled,
         ErrorKind::Conflict => Code::Aborted,
         ErrorKind::Connection | ErrorKind::Unavailable => Code::Unavailable,
-        ErrorKind::PoolExhausted => Code::ResourceExhausted,
+        ErrorKind::PoolExhausted | ErrorKind::Overloaded => Code::ResourceExhausted,
         ErrorKind::Database | ErrorKind::Internal | ErrorKind::Unspecified => Code::Internal,
     }
 }
@@ -72,7 +99,10 @@ pub fn kind_for(code: Code) -> ErrorKind {
         Code::Cancelled => ErrorKind::Timeout,
         Code::ResourceExhausted => ErrorKind::PoolExhausted,
         Code::InvalidArgument | Code::OutOfRange => ErrorKind::InvalidRequest,
-        Code::PermissionDenied | Code::Unauthenticated => ErrorKind::PermissionDenied,
+        Code::PermissionDenied => ErrorKind::PermissionDenied,
+        // The worker refused the gateway's own credentials: an operator's
+        // configuration problem, not the caller's.
+        Code::Unauthenticated => ErrorKind::Internal,
         Code::NotFound => ErrorKind::UnknownDatabase,
         _ => ErrorKind::Internal,
     }
@@ -97,5 +127,15 @@ mod tests {
         let err = Error::from_status(&Status::unavailable("connection refused"));
         assert_eq!(err.kind(), ErrorKind::Unavailable);
         assert!(err.retry_safe);
+        // A worker refusing the gateway's credentials is the operators' problem.
+        let err = Error::from_status(&Status::unauthenticated("no token"));
+        assert_eq!(err.kind(), ErrorKind::Internal);
+    }
+
+    #[test]
+    fn overloaded_is_resource_exhausted() {
+        let status = Error::new(ErrorKind::Overloaded, "at its limit").into_status();
+        assert_eq!(status.code(), Code::ResourceExhausted);
+        assert_eq!(Error::from_status(&status).kind(), ErrorKind::Overloaded);
     }
 }

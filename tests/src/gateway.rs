@@ -45,11 +45,30 @@ impl InProcessGateway {
                 let _ = stopped.await;
             },
         ));
-        Ok(InProcessGateway {
+        let mut gateway = InProcessGateway {
             addr,
             stop: Some(stop),
             task: Some(task),
-        })
+        };
+        // Ready once /healthz answers; a start-up failure (bad JWKS, …) is
+        // returned here rather than at stop().
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+        loop {
+            if gateway.task.as_ref().is_some_and(|t| t.is_finished()) {
+                return Err(gateway
+                    .stop()
+                    .await
+                    .err()
+                    .unwrap_or_else(|| anyhow::anyhow!("the gateway stopped during start-up")));
+            }
+            if let Ok((200, _)) = http_get(addr, "/healthz", "127.0.0.1").await {
+                return Ok(gateway);
+            }
+            if tokio::time::Instant::now() > deadline {
+                anyhow::bail!("the gateway did not become ready");
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
     }
 
     /// The MCP endpoint, `http://127.0.0.1:port/mcp`.

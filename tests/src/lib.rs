@@ -6,7 +6,9 @@
 //! in parallel without sharing state; nothing is mocked.
 
 pub mod bins;
+pub mod certs;
 pub mod gateway;
+pub mod jwt;
 pub mod kube;
 pub mod mcp;
 pub mod otlp;

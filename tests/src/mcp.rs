@@ -54,6 +54,17 @@ pub async fn http_client_with_headers(url: &str, headers: &[(&str, &str)]) -> Re
         .with_context(|| format!("MCP handshake with {url}"))
 }
 
+/// Connects to `url` sending `Authorization: Bearer <token>`.
+pub async fn http_client_with_token(url: &str, token: &str) -> Result<Client> {
+    use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
+    let config = StreamableHttpClientTransportConfig::with_uri(url.to_string()).auth_header(token);
+    let transport = StreamableHttpClientTransport::from_config(config);
+    client_config(ProtocolVersion::LATEST)
+        .serve(transport)
+        .await
+        .with_context(|| format!("MCP handshake with {url}"))
+}
+
 /// Starts `command` and speaks MCP over its stdin/stdout.
 pub async fn stdio_client(command: tokio::process::Command) -> Result<Client> {
     let transport =

@@ -28,16 +28,26 @@ struct Cli {
 
 impl InProcessWorker {
     /// Starts a worker with the given command-line flags (as `pgmcp-worker`
-    /// would take them); `--listen` is chosen here.
+    /// would take them); `--listen` is chosen here. Returns once the worker
+    /// serves: its health check (which needs no token) answers SERVING —
+    /// on `--health-listen` when given, which a worker with TLS needs here.
     pub async fn start(flags: &[&str]) -> Result<Self> {
         let mut argv = vec!["pgmcp-worker", "--listen", "127.0.0.1:0"];
         argv.extend_from_slice(flags);
         let cli = Cli::try_parse_from(argv).context("worker flags")?;
         let config = pgmcp_worker::Config::from_args(&cli.args)?;
+        let probe_addr = match (config.security.health_listen, &config.security.tls) {
+            (Some(addr), _) => Some(addr),
+            (None, None) => None,
+            (None, Some(_)) => anyhow::bail!(
+                "a worker with TLS needs --health-listen in tests, to tell when it is ready"
+            ),
+        };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
         let metrics_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let metrics_addr = metrics_listener.local_addr()?;
+        let probe = format!("http://{}", probe_addr.unwrap_or(addr));
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(pgmcp_worker::server::serve_with_metrics(
             config,
@@ -53,12 +63,10 @@ impl InProcessWorker {
             stop: Some(stop),
             task: Some(task),
         };
-        // Ready once Info answers (targets are connected before serving).
+        // Ready once health answers (targets are connected before serving).
         let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
         loop {
-            if let Ok(mut c) = worker.client().await
-                && c.info(pgmcp_proto::v1::InfoRequest {}).await.is_ok()
-            {
+            if serving(&probe).await {
                 return Ok(worker);
             }
             if worker.task.as_ref().is_some_and(|t| t.is_finished())
@@ -103,6 +111,24 @@ impl Drop for InProcessWorker {
             let _ = stop.send(());
         }
     }
+}
+
+/// True when the plain-text health check at `url` answers SERVING.
+async fn serving(url: &str) -> bool {
+    use tonic_health::pb::health_client::HealthClient;
+    use tonic_health::pb::{HealthCheckRequest, health_check_response::ServingStatus};
+    let Ok(channel) = tonic::transport::Endpoint::from_shared(url.to_string()) else {
+        return false;
+    };
+    let Ok(channel) = channel.connect().await else {
+        return false;
+    };
+    HealthClient::new(channel)
+        .check(HealthCheckRequest {
+            service: "pgmcp.v1.Worker".into(),
+        })
+        .await
+        .is_ok_and(|r| r.into_inner().status == ServingStatus::Serving as i32)
 }
 
 /// A whole `Query` result collected from the stream.

@@ -351,7 +351,7 @@ async fn top_queries_explains_how_to_enable_pg_stat_statements() -> Result<()> {
 
     // Created but its library not preloaded: a different, precise message.
     dba.pg
-        .exec("app", "CREATE EXTENSION pg_stat_statements")
+        .exec_as_superuser("app", "CREATE EXTENSION pg_stat_statements")
         .await?;
     let res = dba
         .call("top_queries", json!({"order_by": "calls"}))
@@ -379,8 +379,12 @@ async fn top_queries_explains_how_to_enable_pg_stat_statements() -> Result<()> {
 async fn top_queries_ranks_statements_from_pg_stat_statements() -> Result<()> {
     let pg = Pg::start_with(&["-c", "shared_preload_libraries=pg_stat_statements"])?;
     let url = pg.create_db("app").await?;
-    pg.exec("app", "CREATE EXTENSION pg_stat_statements")
-        .await?;
+    // pg_read_all_stats: the worker's role sees every statement's text.
+    pg.exec_as_superuser(
+        "app",
+        "CREATE EXTENSION pg_stat_statements; GRANT pg_read_all_stats TO app",
+    )
+    .await?;
     let dba = Dba::start(pg, &["--database-url", &url]).await?;
     for n in [1000, 2000, 3000] {
         let res = mcp::call_tool(
@@ -435,7 +439,6 @@ DELETE FROM items WHERE id <= 2500;
 CREATE TABLE "Mixed Case" (id int);
 INSERT INTO "Mixed Case" VALUES (1), (2);
 CREATE VIEW items_view AS SELECT * FROM items;
-CREATE ROLE reader LOGIN;
 GRANT SELECT ON ALL TABLES IN SCHEMA public TO reader;
 "#;
 
@@ -443,11 +446,13 @@ GRANT SELECT ON ALL TABLES IN SCHEMA public TO reader;
 async fn analyze_and_vacuum_respect_modes_names_and_privileges() -> Result<()> {
     let pg = Pg::start()?;
     let url = pg.create_db("app").await?;
+    pg.exec_as_superuser("postgres", "CREATE ROLE reader LOGIN")
+        .await?;
     pg.exec("app", MAINTENANCE).await?;
     // Keep autovacuum from racing the assertions on dead rows.
     pg.exec("app", "ALTER TABLE items SET (autovacuum_enabled = false)")
         .await?;
-    let reader_url = url.replace("postgres@", "reader@");
+    let reader_url = url.replace("app@", "reader@");
     let rw = format!("rw={url}");
     let ro = format!("ro={url}");
     let rd = format!("reader={reader_url}");

@@ -240,7 +240,8 @@ struct Plan<'a> {
 async fn runs_as_written(path: &'static str) -> Result<Ran> {
     let m = tokio::task::spawn_blocking(move || Manifests::render(path)).await??;
     let pg = tokio::task::spawn_blocking(Pg::start).await??;
-    let database_url = pg.url("postgres");
+    // The ordinary role `app`: a worker refuses a superuser for read-only targets.
+    let database_url = pg.create_db("app").await?;
 
     let containers: Vec<Container<'_>> = m
         .containers()

@@ -262,6 +262,10 @@ async fn pool_stats_show_callers_waiting_for_a_busy_pool() -> Result<()> {
         "1",
         "--pool-acquire-timeout-ms",
         "20000",
+        // Admit more calls than the pool holds, so the second one waits
+        // for the connection instead of being refused as overloaded.
+        "--max-concurrent-calls",
+        "4",
     ])
     .await?;
     let gateway = InProcessGateway::start(&[worker.url()], &[]).await?;

@@ -49,15 +49,26 @@ CREATE VIEW big_customers AS SELECT id, name FROM customers WHERE id > 100;
 CREATE MATERIALIZED VIEW customer_counts AS SELECT count(*) AS n FROM customers;
 CREATE TABLE events (id int, at date NOT NULL) PARTITION BY RANGE (at);
 CREATE TABLE events_2026 PARTITION OF events FOR VALUES FROM ('2026-01-01') TO ('2027-01-01');
-CREATE EXTENSION file_fdw;
-CREATE SERVER files FOREIGN DATA WRAPPER file_fdw;
-CREATE FOREIGN TABLE ext_log (line text) SERVER files OPTIONS (filename '/dev/null');
 CREATE TABLE users (id int PRIMARY KEY, nick text);
 INSERT INTO users VALUES (1, 'ada');
 INSERT INTO customers (name, email) SELECT 'c' || g, 'c' || g || '@x' FROM generate_series(1, 50) g;
 INSERT INTO events SELECT g, '2026-03-01' FROM generate_series(1, 10) g;
 ANALYZE;
 "#;
+
+/// The part of the shop only the superuser may create (file_fdw is not a
+/// trusted extension); the foreign table is handed to the owner role.
+const SHOP_FOREIGN: &str = r#"
+CREATE EXTENSION file_fdw;
+CREATE SERVER files FOREIGN DATA WRAPPER file_fdw;
+CREATE FOREIGN TABLE ext_log (line text) SERVER files OPTIONS (filename '/dev/null');
+ALTER FOREIGN TABLE ext_log OWNER TO app;
+"#;
+
+/// A stack serving the shop.
+async fn shop_stack(worker_flags: &[&str], gateway_flags: &[&str]) -> Result<Stack> {
+    Stack::start_full(SHOP, SHOP_FOREIGN, worker_flags, gateway_flags).await
+}
 
 /// Calls `tool` and checks the result against its outputSchema.
 async fn call(stack: &Stack, tool: &str, args: Value) -> Result<CallToolResult> {
@@ -123,7 +134,7 @@ async fn tools_are_listed_with_annotations_and_output_schemas() -> Result<()> {
 
 #[tokio::test]
 async fn list_schemas_shows_user_schemas_and_system_ones_on_request() -> Result<()> {
-    let stack = Stack::start(SHOP).await?;
+    let stack = shop_stack(&[], &[]).await?;
     let s = ok(&stack, "list_schemas", json!({})).await?;
     assert_eq!(s["database"], "app");
     let schemas = &s["schemas"];
@@ -147,7 +158,7 @@ async fn list_schemas_shows_user_schemas_and_system_ones_on_request() -> Result<
 
 #[tokio::test]
 async fn list_tables_filters_by_schema_pattern_and_kind() -> Result<()> {
-    let stack = Stack::start(SHOP).await?;
+    let stack = shop_stack(&[], &[]).await?;
     let s = ok(&stack, "list_tables", json!({})).await?;
     assert_eq!(
         names(&s["tables"]),
@@ -317,7 +328,7 @@ async fn list_tables_pages_with_a_cursor() -> Result<()> {
 
 #[tokio::test]
 async fn describe_table_reports_columns_keys_constraints_indexes_and_triggers() -> Result<()> {
-    let stack = Stack::start(SHOP).await?;
+    let stack = shop_stack(&[], &[]).await?;
     let d = ok(&stack, "describe_table", json!({"table": "customers"})).await?;
     assert_eq!(d["database"], "app");
     assert_eq!(d["sql_name"], "public.customers");
@@ -456,7 +467,7 @@ async fn describe_table_reports_columns_keys_constraints_indexes_and_triggers() 
 
 #[tokio::test]
 async fn describe_table_accepts_quoted_qualified_and_mixed_case_names() -> Result<()> {
-    let stack = Stack::start(SHOP).await?;
+    let stack = shop_stack(&[], &[]).await?;
     let spellings = [
         json!({"table": "\"Sales\".\"Order Items\""}),
         json!({"table": "Sales.Order Items"}),
@@ -492,7 +503,7 @@ async fn describe_table_accepts_quoted_qualified_and_mixed_case_names() -> Resul
 
 #[tokio::test]
 async fn injection_attempts_are_names_that_do_not_exist() -> Result<()> {
-    let stack = Stack::start(SHOP).await?;
+    let stack = shop_stack(&[], &[]).await?;
     for args in [
         json!({"table": "users; DROP TABLE x"}),
         json!({"table": "users; DROP TABLE users"}),
@@ -548,7 +559,7 @@ async fn injection_attempts_are_names_that_do_not_exist() -> Result<()> {
 
 #[tokio::test]
 async fn unknown_names_get_did_you_mean_hints() -> Result<()> {
-    let stack = Stack::start(SHOP).await?;
+    let stack = shop_stack(&[], &[]).await?;
     // describe_table
     let res = call(&stack, "describe_table", json!({"table": "custmers"})).await?;
     assert!(is_error(&res));
@@ -619,7 +630,7 @@ async fn unknown_names_get_did_you_mean_hints() -> Result<()> {
 
 #[tokio::test]
 async fn ddl_shows_after_invalidate_schema_cache() -> Result<()> {
-    let stack = Stack::start_with(SHOP, &[], &["--toolsets", "all"]).await?;
+    let stack = shop_stack(&[], &["--toolsets", "all"]).await?;
     let before = ok(&stack, "list_tables", json!({"name_pattern": "fresh"})).await?;
     assert_eq!(before["total"], 0);
     let d = ok(&stack, "describe_table", json!({"table": "users"})).await?;
@@ -675,7 +686,7 @@ async fn ddl_shows_after_invalidate_schema_cache() -> Result<()> {
 
 #[tokio::test]
 async fn schema_cache_expires_after_its_ttl() -> Result<()> {
-    let stack = Stack::start_with(SHOP, &["--schema-cache-ttl-s", "1"], &[]).await?;
+    let stack = shop_stack(&["--schema-cache-ttl-s", "1"], &[]).await?;
     let s = ok(&stack, "list_tables", json!({"name_pattern": "later"})).await?;
     assert_eq!(s["total"], 0);
     stack.pg.exec("app", "CREATE TABLE later (id int)").await?;
@@ -695,7 +706,7 @@ async fn schema_cache_expires_after_its_ttl() -> Result<()> {
 
 #[tokio::test]
 async fn object_and_array_arguments_may_arrive_as_json_strings() -> Result<()> {
-    let stack = Stack::start(SHOP).await?;
+    let stack = shop_stack(&[], &[]).await?;
     let s = ok(
         &stack,
         "list_tables",

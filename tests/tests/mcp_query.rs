@@ -238,9 +238,9 @@ async fn errors_are_explained_by_category() -> anyhow::Result<()> {
 async fn permission_denied_is_explained() -> anyhow::Result<()> {
     let pg = pgmcp_tests::Pg::start()?;
     pg.create_db("app").await?;
-    pg.exec("app", "CREATE ROLE reader LOGIN; CREATE TABLE secret (x int); CREATE TABLE open (x int); GRANT SELECT ON open TO reader;")
+    pg.exec_as_superuser("app", "CREATE ROLE reader LOGIN; CREATE TABLE secret (x int); CREATE TABLE open (x int); GRANT SELECT ON open TO reader;")
         .await?;
-    let url = pg.url("app").replace("postgres@", "reader@");
+    let url = pg.role_url("reader", "app");
     let worker = pgmcp_tests::worker::InProcessWorker::start(&["--database-url", &url]).await?;
     let gateway = pgmcp_tests::gateway::InProcessGateway::start(&[worker.url()], &[]).await?;
     let client = mcp::http_client(&gateway.mcp_url()).await?;
@@ -408,6 +408,10 @@ async fn pool_exhaustion_is_explained() -> anyhow::Result<()> {
             "1",
             "--pool-acquire-timeout-ms",
             "300",
+            // Admit more calls than connections, so the second one waits for
+            // the pool rather than being refused as overloaded.
+            "--max-concurrent-calls",
+            "2",
         ],
         &[],
     )

@@ -631,7 +631,16 @@ impl Exposition {
 async fn metrics_of_both_processes_expose_the_series_and_move() -> Result<()> {
     let (_pg, url) = app_db().await?;
     let mut worker =
-        InProcessWorker::start(&["--database-url", &url, "--pool-max-connections", "1"]).await?;
+        // Admission above the pool, so a second call waits for the pool.
+        InProcessWorker::start(&[
+            "--database-url",
+            &url,
+            "--pool-max-connections",
+            "1",
+            "--max-concurrent-calls",
+            "4",
+        ])
+        .await?;
     let gateway = InProcessGateway::start(&[worker.url()], &[]).await?;
     let client = mcp::http_client(&gateway.mcp_url()).await?;
 

@@ -162,8 +162,8 @@ fn attempts() -> Vec<(&'static str, Value)> {
 async fn read_only_holds_against_the_bypass_battery() -> anyhow::Result<()> {
     let pg = Pg::start()?;
     pg.create_db("app").await?;
-    pg.exec("app", SETUP).await?;
-    let url = pg.url("app").replace("postgres@", "owner@");
+    pg.exec_as_superuser("app", SETUP).await?;
+    let url = pg.role_url("owner", "app");
     let worker = InProcessWorker::start(&[
         "--database-url",
         &url,

@@ -14,7 +14,7 @@ fn fail(e: pgmcp_proto::error::Error) -> anyhow::Error {
 #[tokio::test]
 async fn select_one_through_grpc() -> anyhow::Result<()> {
     let pg = Pg::start()?;
-    let url = pg.url("postgres");
+    let url = pg.create_db("app").await?;
     let worker = InProcessWorker::start(&["--database-url", &url]).await?;
     let mut client = worker.client().await?;
     let res = query(&mut client, sql("SELECT 1 AS one, 'x'::text AS t"))
@@ -113,7 +113,7 @@ async fn health_and_reflection_are_served() -> anyhow::Result<()> {
     use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
 
     let pg = Pg::start()?;
-    let worker = InProcessWorker::start(&["--database-url", &pg.url("postgres")]).await?;
+    let worker = InProcessWorker::start(&["--database-url", &pg.create_db("app").await?]).await?;
     let channel = tonic::transport::Endpoint::from_shared(worker.url())?
         .connect()
         .await?;
@@ -158,7 +158,7 @@ async fn health_and_reflection_are_served() -> anyhow::Result<()> {
 #[tokio::test]
 async fn large_results_stream_in_batches_within_limits() -> anyhow::Result<()> {
     let pg = Pg::start()?;
-    let worker = InProcessWorker::start(&["--database-url", &pg.url("postgres")]).await?;
+    let worker = InProcessWorker::start(&["--database-url", &pg.create_db("app").await?]).await?;
     let mut client = worker.client().await?;
     let res = query(
         &mut client,

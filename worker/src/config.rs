@@ -2,13 +2,15 @@
 //! configuration built from them.
 
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use clap::{Args as ClapArgs, ValueEnum};
 
 /// Flags of `pgmcp-worker` (each also readable from the env var shown in `--help`).
-#[derive(Debug, Clone, ClapArgs)]
+// Deliberately not `Debug`: it holds secrets (tokens, database URLs).
+#[derive(Clone, ClapArgs)]
 pub struct Args {
     /// Address the gRPC server listens on.
     #[arg(long, env = "PGMCP_WORKER_LISTEN", default_value = "127.0.0.1:50051")]
@@ -38,6 +40,10 @@ pub struct Args {
         hide_env_values = true
     )]
     pub databases: Vec<String>,
+
+    /// File of more targets, one NAME=URL per line (`#` starts a comment).
+    #[arg(long, env = "PGMCP_DATABASES_FILE")]
+    pub databases_file: Option<PathBuf>,
 
     /// Access mode: MODE for every target, or NAME=MODE for one target.
     /// Repeatable. MODE is `read-only` (the default) or `read-write`.
@@ -138,6 +144,51 @@ pub struct Args {
     /// `query-history://recent` resource); 0 keeps none.
     #[arg(long, env = "PGMCP_HISTORY_SIZE", default_value_t = 500)]
     pub history_size: usize,
+
+    /// Serve read-only targets even when the role is a superuser, has
+    /// BYPASSRLS, or can SET ROLE to such a role (a warning is logged).
+    /// Without it the worker refuses to start: such a role can turn
+    /// read-only off from SQL.
+    #[arg(long, env = "PGMCP_ALLOW_PRIVILEGED_ROLE")]
+    pub allow_privileged_role: bool,
+
+    /// Calls (other than Info and health checks) run at once; more are refused
+    /// with RESOURCE_EXHAUSTED so gateways can retry elsewhere. 0 means the
+    /// total pool size (--pool-max-connections × targets).
+    #[arg(long, env = "PGMCP_MAX_CONCURRENT_CALLS", default_value_t = 0)]
+    pub max_concurrent_calls: usize,
+
+    /// Largest gRPC message accepted or sent, in bytes.
+    #[arg(long, env = "PGMCP_MAX_MESSAGE_BYTES", default_value_t = 16 * 1024 * 1024)]
+    pub max_message_bytes: usize,
+
+    /// Token gateways must send (`authorization: Bearer …`); calls without it
+    /// are refused with UNAUTHENTICATED (health checks stay open). Prefer the
+    /// environment or the file.
+    #[arg(long, env = "PGMCP_WORKER_TOKEN", hide_env_values = true)]
+    pub worker_token: Option<String>,
+
+    /// File holding the worker token.
+    #[arg(long, env = "PGMCP_WORKER_TOKEN_FILE")]
+    pub worker_token_file: Option<PathBuf>,
+
+    /// Server certificate (PEM): serve gRPC over TLS. Needs --tls-key.
+    #[arg(long, env = "PGMCP_TLS_CERT")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// Private key (PEM) of --tls-cert.
+    #[arg(long, env = "PGMCP_TLS_KEY")]
+    pub tls_key: Option<PathBuf>,
+
+    /// CA certificate (PEM): require gateways to present a client certificate
+    /// it signed (mutual TLS). Needs --tls-cert and --tls-key.
+    #[arg(long, env = "PGMCP_TLS_CA")]
+    pub tls_ca: Option<PathBuf>,
+
+    /// Also serve grpc.health.v1 alone, in plain text and without a token, on
+    /// this address (for probes that cannot do TLS or send tokens).
+    #[arg(long, env = "PGMCP_HEALTH_LISTEN")]
+    pub health_listen: Option<SocketAddr>,
 
     /// Log format: `text` (human-readable) or `json` (with `trace_id` and
     /// `span_id` when tracing).
@@ -240,6 +291,41 @@ pub struct Limits {
     pub max_bulk_rows: usize,
 }
 
+/// TLS for the gRPC server.
+#[derive(Debug, Clone)]
+pub struct TlsFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    /// CA of the client certificates; `Some` requires them (mTLS).
+    pub client_ca: Option<PathBuf>,
+}
+
+/// Who may call the worker, and how much at once.
+#[derive(Clone, Default)]
+pub struct Security {
+    /// SHA-256 of the token gateways must send, if one is required.
+    pub token_digest: Option<[u8; 32]>,
+    pub tls: Option<TlsFiles>,
+    pub allow_privileged_role: bool,
+    /// Calls admitted at once.
+    pub max_concurrent_calls: usize,
+    pub max_message_bytes: usize,
+    pub health_listen: Option<SocketAddr>,
+}
+
+impl std::fmt::Debug for Security {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Security")
+            .field("token", &self.token_digest.map(|_| "***"))
+            .field("tls", &self.tls)
+            .field("allow_privileged_role", &self.allow_privileged_role)
+            .field("max_concurrent_calls", &self.max_concurrent_calls)
+            .field("max_message_bytes", &self.max_message_bytes)
+            .field("health_listen", &self.health_listen)
+            .finish()
+    }
+}
+
 /// The validated worker configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -256,6 +342,7 @@ pub struct Config {
     pub metrics_listen: Option<SocketAddr>,
     /// Whether traced SQL carries a SQLCommenter comment.
     pub sql_comment: bool,
+    pub security: Security,
 }
 
 impl Config {
@@ -266,14 +353,32 @@ impl Config {
             .as_deref()
             .map(read_url_file)
             .transpose()?;
-        if let Some(url) = args.database_url.as_ref().or(file_url.as_ref()) {
+        let url = match (&args.database_url, file_url) {
+            (Some(_), Some(_)) => {
+                bail!(
+                    "give either --database-url (DATABASE_URL) or --database-url-file (DATABASE_URL_FILE), not both"
+                )
+            }
+            (Some(u), None) => Some(u.clone()),
+            (None, f) => f,
+        };
+        if let Some(url) = url {
             targets.push(TargetConfig {
-                name: default_target_name(url)?,
-                url: url.clone(),
+                name: default_target_name(&url)?,
+                url,
                 mode: Mode::ReadOnly,
             });
         }
-        for spec in &args.databases {
+        let mut specs = args.databases.clone();
+        if let Some(path) = &args.databases_file {
+            let text = read_secret(path, "NAME=URL lines")?;
+            specs.extend(
+                text.lines()
+                    .map(|l| l.split('#').next().unwrap_or("").trim().to_string())
+                    .filter(|l| !l.is_empty()),
+            );
+        }
+        for spec in &specs {
             let (name, url) = spec
                 .split_once('=')
                 .filter(|(n, u)| !n.trim().is_empty() && !u.trim().is_empty())
@@ -342,6 +447,36 @@ impl Config {
             );
         }
         let name = args.name.clone().unwrap_or_else(default_instance_name);
+        let token = match (&args.worker_token, &args.worker_token_file) {
+            (Some(_), Some(_)) => {
+                bail!("give either --worker-token or --worker-token-file, not both")
+            }
+            (Some(t), None) => Some(t.clone()),
+            (None, Some(f)) => Some(read_secret(f, "the worker token")?),
+            (None, None) => None,
+        };
+        if token.as_ref().is_some_and(|t| t.trim().is_empty()) {
+            bail!("the worker token is empty");
+        }
+        let tls = match (&args.tls_cert, &args.tls_key, &args.tls_ca) {
+            (None, None, None) => None,
+            (Some(cert), Some(key), ca) => Some(TlsFiles {
+                cert: cert.clone(),
+                key: key.clone(),
+                client_ca: ca.clone(),
+            }),
+            (None, None, Some(_)) => bail!(
+                "--tls-ca (require client certificates) needs the worker's own --tls-cert and --tls-key"
+            ),
+            _ => bail!("--tls-cert and --tls-key go together"),
+        };
+        if args.max_message_bytes == 0 {
+            bail!("--max-message-bytes must be at least 1");
+        }
+        let max_concurrent_calls = match args.max_concurrent_calls {
+            0 => (args.pool_max_connections as usize).saturating_mul(targets.len()),
+            n => n,
+        };
         Ok(Config {
             listen: args.listen,
             name,
@@ -372,6 +507,14 @@ impl Config {
             history_size: args.history_size,
             metrics_listen: args.metrics_listen,
             sql_comment: args.sql_comment,
+            security: Security {
+                token_digest: token.map(|t| crate::auth::digest(t.as_bytes())),
+                tls,
+                allow_privileged_role: args.allow_privileged_role,
+                max_concurrent_calls,
+                max_message_bytes: args.max_message_bytes,
+                health_listen: args.health_listen,
+            },
         })
     }
 }
@@ -401,6 +544,21 @@ fn read_url_file(path: &std::path::Path) -> Result<String> {
         );
     }
     Ok(url.to_string())
+}
+
+/// Reads a secret value from `path`; one trailing newline is dropped. The
+/// error names the file, never its content.
+pub fn read_secret(path: &Path, what: &str) -> Result<String> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read {what} from {}", path.display()))?;
+    let value = text
+        .strip_suffix('\n')
+        .map(|s| s.strip_suffix('\r').unwrap_or(s))
+        .unwrap_or(&text);
+    if value.trim().is_empty() {
+        bail!("{} is empty; it should hold {what}", path.display());
+    }
+    Ok(value.to_string())
 }
 
 /// `pgmcp-worker-<hostname>-<pid>`; on Kubernetes the pod name, which is

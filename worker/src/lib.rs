@@ -5,16 +5,20 @@
 //! transaction on its connection), [`statement`] (prepare, bind, encode,
 //! collect one statement), [`params`] (binding), [`decode`] (values → JSON),
 //! [`catalog`] (type names), [`error`] (failures → the contract's error),
-//! [`server`] (assembly), [`schema_cache`] (the cached catalog),
-//! [`introspect`] (schemas, tables, table descriptions), [`names`] (SQL
-//! names as text), [`suggest`] (did-you-mean hints), [`history`] (the ring
-//! of recent calls), [`pool_stats`] (pool state for `Info`), [`dba`] (health
-//! checks, pg_stat_statements, ANALYZE/VACUUM). One module per RPC:
-//! [`query`] (streaming reads), [`execute`], [`transaction`], [`explain`],
+//! [`server`] (assembly: TLS, layers), [`auth`] (worker token, the caller's
+//! principal), [`calls`] (admission limit and per-call log line),
+//! [`schema_cache`] (the cached catalog), [`introspect`] (schemas, tables,
+//! table descriptions), [`names`] (SQL names as text), [`suggest`]
+//! (did-you-mean hints), [`history`] (the ring of recent calls),
+//! [`pool_stats`] (pool state for `Info`), [`dba`] (health checks,
+//! pg_stat_statements, ANALYZE/VACUUM). One module per RPC: [`query`]
+//! (streaming reads), [`execute`], [`transaction`], [`explain`],
 //! [`bulk_insert`].
 //! [`telemetry`] (traces, metrics, logs).
 
+pub mod auth;
 pub mod bulk_insert;
+pub mod calls;
 pub mod catalog;
 pub mod config;
 pub mod dba;

@@ -11,14 +11,13 @@ use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::Config;
+use crate::auth::AuthLayer;
+use crate::calls::CallsLayer;
+use crate::config::{Config, TlsFiles};
 use crate::history::History;
 use crate::service::WorkerService;
 use crate::targets::Targets;
 use crate::telemetry::{self, Metrics};
-
-/// Largest gRPC message accepted or sent (a row batch is far smaller).
-const MAX_MESSAGE_BYTES: usize = 16 * 1024 * 1024;
 
 /// Connects to every target, then serves on `listener` (and `/metrics` on
 /// `config.metrics_listen`, if set) until `shutdown` completes; in-flight
@@ -93,6 +92,7 @@ async fn serve_targets(
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1()
         .context("building the reflection service")?;
+    let sec = &config.security;
     let draining = Arc::new(AtomicBool::new(false));
     let service = WorkerService::new(
         config.name.clone(),
@@ -102,11 +102,47 @@ async fn serve_targets(
         draining.clone(),
     );
     let worker = WorkerServer::new(service)
-        .max_decoding_message_size(MAX_MESSAGE_BYTES)
-        .max_encoding_message_size(MAX_MESSAGE_BYTES);
+        .max_decoding_message_size(sec.max_message_bytes)
+        .max_encoding_message_size(sec.max_message_bytes);
+
+    let mut builder = tonic::transport::Server::builder();
+    if let Some(tls) = &sec.tls {
+        builder = builder
+            .tls_config(tls_config(tls)?)
+            .context("configuring TLS")?;
+    }
+
+    let (stop_health, health_stopped) = tokio::sync::oneshot::channel::<()>();
+    let health_task = match sec.health_listen {
+        Some(addr) => {
+            let health_listener = TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("cannot listen on --health-listen {addr}"))?;
+            tracing::info!(addr = %addr, "health checks also served in plain text");
+            let health = health.clone();
+            Some(tokio::spawn(
+                tonic::transport::Server::builder()
+                    .add_service(health)
+                    .serve_with_incoming_shutdown(
+                        TcpListenerStream::new(health_listener),
+                        async move {
+                            let _ = health_stopped.await;
+                        },
+                    ),
+            ))
+        }
+        None => None,
+    };
 
     let addr = listener.local_addr()?;
-    tracing::info!(%addr, name = %config.name, "worker listening");
+    tracing::info!(
+        %addr,
+        name = %config.name,
+        tls = match &sec.tls { None => "off", Some(t) if t.client_ca.is_some() => "mutual", Some(_) => "on" },
+        token = if sec.token_digest.is_some() { "required" } else { "off" },
+        max_concurrent_calls = sec.max_concurrent_calls,
+        "worker listening"
+    );
     let reporter = health_reporter.clone();
     let shutdown = async move {
         shutdown.await;
@@ -116,15 +152,38 @@ async fn serve_targets(
             .set_not_serving::<WorkerServer<WorkerService>>()
             .await;
     };
-    tonic::transport::Server::builder()
+    let served = builder
         .http2_keepalive_interval(Some(std::time::Duration::from_secs(30)))
         .tcp_nodelay(true)
         .layer(telemetry::server_layer(metrics))
+        .layer(AuthLayer::new(sec.token_digest))
+        .layer(CallsLayer::new(sec.max_concurrent_calls))
         .add_service(health)
         .add_service(reflection)
         .add_service(worker)
         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
         .await
-        .context("gRPC server failed")?;
-    Ok(())
+        .context("gRPC server failed");
+    let _ = stop_health.send(());
+    if let Some(task) = health_task {
+        let _ = task.await;
+    }
+    served
+}
+
+/// The server's TLS settings: its identity and, for mTLS, the CA client
+/// certificates must be signed by.
+fn tls_config(files: &TlsFiles) -> Result<tonic::transport::ServerTlsConfig> {
+    use tonic::transport::{Certificate, Identity, ServerTlsConfig};
+    let cert = std::fs::read(&files.cert)
+        .with_context(|| format!("cannot read --tls-cert {}", files.cert.display()))?;
+    let key = std::fs::read(&files.key)
+        .with_context(|| format!("cannot read --tls-key {}", files.key.display()))?;
+    let mut tls = ServerTlsConfig::new().identity(Identity::from_pem(cert, key));
+    if let Some(ca) = &files.client_ca {
+        let ca =
+            std::fs::read(ca).with_context(|| format!("cannot read --tls-ca {}", ca.display()))?;
+        tls = tls.client_ca_root(Certificate::from_pem(ca));
+    }
+    Ok(tls)
 }

@@ -76,16 +76,19 @@ impl Targets {
     pub async fn connect(config: &Config) -> Result<Self> {
         let mut targets = Vec::with_capacity(config.targets.len());
         for t in &config.targets {
-            targets.push(Arc::new(
-                connect_target(
-                    t,
-                    &config.pool,
-                    &config.name,
-                    config.schema_cache_ttl,
-                    config.sql_comment,
-                )
-                .await?,
-            ));
+            let target = connect_target(
+                t,
+                &config.pool,
+                &config.name,
+                config.schema_cache_ttl,
+                config.sql_comment,
+            )
+            .await?;
+            if let Err(e) = check_role(&target, config.security.allow_privileged_role).await {
+                target.pool.close().await;
+                return Err(e);
+            }
+            targets.push(Arc::new(target));
         }
         Ok(Targets { targets })
     }
@@ -240,6 +243,68 @@ async fn connect_target(
         schema_cache: SchemaCache::new(schema_cache_ttl),
         telemetry,
     })
+}
+
+/// Refuses a read-only target whose role is a superuser, has BYPASSRLS, or
+/// can become such a role with SET ROLE: SQL run as that role could turn
+/// read-only off (`SET default_transaction_read_only`, `ALTER SYSTEM`,
+/// `COPY … TO PROGRAM`) or read rows row-level security hides. With
+/// `allow` (`--allow-privileged-role`) it only warns.
+async fn check_role(target: &Target, allow: bool) -> Result<()> {
+    let rows = sqlx::query(
+        "SELECT current_user::text, r.rolname::text, r.rolsuper, r.rolbypassrls \
+         FROM pg_roles r \
+         WHERE (r.rolsuper OR r.rolbypassrls) AND pg_has_role(current_user, r.oid, 'MEMBER') \
+         ORDER BY r.rolname <> current_user, r.rolname",
+    )
+    .fetch_all(&target.pool)
+    .await
+    .with_context(|| {
+        format!(
+            "database `{}`: cannot check the role's privileges",
+            target.name
+        )
+    })?;
+    let Some(first) = rows.first() else {
+        return Ok(());
+    };
+    let user: String = first.try_get(0)?;
+    let mut why = Vec::new();
+    for row in &rows {
+        let role: String = row.try_get(1)?;
+        let mut what = Vec::new();
+        if row.try_get::<bool, _>(2)? {
+            what.push("a superuser");
+        }
+        if row.try_get::<bool, _>(3)? {
+            what.push("allowed to bypass row-level security (BYPASSRLS)");
+        }
+        let what = what.join(" and ");
+        why.push(if role == user {
+            format!("role `{user}` is {what}")
+        } else {
+            format!("role `{user}` can SET ROLE to `{role}`, which is {what}")
+        });
+    }
+    let why = why.join("; ");
+    match (target.mode, allow) {
+        (Mode::ReadOnly, false) => bail!(
+            "database `{}`: refusing to serve a read-only target with a privileged role: {why}. \
+             Such a role can turn read-only off from SQL or read past row-level security. \
+             Connect as a least-privilege role (see docs/security.md), or pass --allow-privileged-role \
+             to accept the risk",
+            target.name
+        ),
+        (Mode::ReadOnly, true) => tracing::warn!(
+            target = %target.name,
+            "serving a read-only target with a privileged role (--allow-privileged-role): {why}"
+        ),
+        (Mode::ReadWrite, _) => tracing::warn!(
+            target = %target.name,
+            "the read-write target's role is privileged: {why}; consider a least-privilege role"
+        ),
+    }
+    Ok(())
 }
 
 /// Removes the URL's password from a driver message, should it appear.

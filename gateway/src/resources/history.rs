@@ -10,7 +10,6 @@ use rmcp::ErrorData;
 use rmcp::model::{ReadResourceResult, Resource};
 use serde_json::{Value, json};
 
-use crate::errors::kind_name;
 use crate::fleet::Fleet;
 
 pub const URI: &str = "query-history://recent";
@@ -52,7 +51,12 @@ pub async fn read(uri: &str, fleet: &Fleet) -> Option<Result<ReadResourceResult,
                     "capacity": h.capacity,
                     "recorded": h.recorded,
                 }));
-                for e in h.entries {
+                // Only calls on databases the caller may read.
+                for e in h
+                    .entries
+                    .into_iter()
+                    .filter(|e| crate::call::may(crate::auth::Access::Read, &e.database))
+                {
                     entries.push((h.worker_id.clone(), url.clone(), e));
                 }
             }
@@ -99,9 +103,11 @@ fn entry(worker_id: &str, url: &str, e: &HistoryEntry) -> Value {
         "trace_id": e.trace_id,
     });
     if e.outcome() == HistoryOutcome::Error {
-        v["error_kind"] = json!(kind_name(
-            ErrorKind::try_from(e.error_kind).unwrap_or(ErrorKind::Unspecified)
-        ));
+        v["error_kind"] = json!(
+            ErrorKind::try_from(e.error_kind)
+                .unwrap_or(ErrorKind::Unspecified)
+                .snake_name()
+        );
         if !e.sqlstate.is_empty() {
             v["sqlstate"] = json!(e.sqlstate);
         }

@@ -66,6 +66,7 @@ pub async fn list(mcp: &PgMcp, cursor: Option<String>) -> Result<ListResourcesRe
     let fleet = &mcp.shared.fleet;
     let deadline = catalog_deadline(&mcp.shared.limits);
     let mut databases = fleet.database_names(DISCOVERY).await;
+    databases.retain(|d| crate::call::may(crate::auth::Access::Read, d));
     if let Some(c) = &start {
         databases.retain(|d| d >= &c.d);
     }
@@ -149,6 +150,8 @@ pub fn parse_uri(uri: &str) -> Result<(String, Option<String>, String), GatewayE
 pub async fn read(mcp: &PgMcp, uri: &str) -> Result<ReadResourceResult, ErrorData> {
     let (database, schema, table) =
         parse_uri(uri).map_err(|e| ErrorData::invalid_params(e.0.message.clone(), None))?;
+    let database = crate::call::resolve(crate::auth::Access::Read, &database, "schema resources")
+        .map_err(|e| ErrorData::invalid_request(e.explain(None), Some(e.to_json())))?;
     let req = DescribeTableRequest {
         database,
         schema: schema.unwrap_or_default(),

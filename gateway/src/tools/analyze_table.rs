@@ -33,6 +33,7 @@ reports stale statistics. Changes no data; allowed on read-only databases too (P
 read-only transaction). Needs the role to own the table (or the database). Returns the statement, its duration and \
 the table's statistics before and after.",
         input_schema = schema_for_type::<AnalyzeArgs>(),
+        meta = crate::auth::requires(crate::auth::Access::Dba),
         output_schema = output_schema::<Maintained>(),
         annotations(title = "ANALYZE a table", read_only_hint = false, destructive_hint = false, idempotent_hint = true, open_world_hint = false)
     )]

@@ -67,6 +67,7 @@ Use it to gather several facts in one call (counts from different tables, a few 
 `query` (read-only, rolled back, rows capped by max_rows); for statements that depend on each other use \
 `transaction`.",
         input_schema = schema_for_type::<BatchQueryArgs>(),
+        meta = crate::auth::requires(crate::auth::Access::Read),
         output_schema = crate::tools::output_schema::<BatchQueryOutput>(),
         annotations(title = "Run several read-only queries", read_only_hint = true, destructive_hint = false, idempotent_hint = true, open_world_hint = false)
     )]

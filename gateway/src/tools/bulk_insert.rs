@@ -50,6 +50,7 @@ every row goes in, or none does and the error names the failing row. Give `table
 arrays in column order or as objects keyed by column name. Only on databases configured read-write. For a few \
 rows or rows that need SQL expressions, use `execute` with INSERT instead.",
         input_schema = schema_for_type::<BulkInsertArgs>(),
+        meta = crate::auth::requires(crate::auth::Access::Write),
         output_schema = crate::tools::output_schema::<BulkInsertOutput>(),
         annotations(title = "Load rows into a table", read_only_hint = false, destructive_hint = true, idempotent_hint = false, open_world_hint = false)
     )]

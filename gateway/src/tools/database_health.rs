@@ -56,6 +56,7 @@ their maximum. Each check returns ok/warning/critical (or unknown when the role 
 one-line explanation with the next step. Read-only: runs catalog and statistics queries only. Use top_queries to find \
 the statements that cost the most.",
         input_schema = schema_for_type::<HealthArgs>(),
+        meta = crate::auth::requires(crate::auth::Access::Dba),
         output_schema = output_schema::<HealthReport>(),
         annotations(title = "Database health", read_only_hint = true, destructive_hint = false, idempotent_hint = true, open_world_hint = false)
     )]

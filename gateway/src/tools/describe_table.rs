@@ -41,6 +41,7 @@ an exact name as list_tables shows it or a SQL name, optionally schema-qualified
 (`public.users`, `\"Sales\".\"Order Items\"`). A name that does not exist gets an error suggesting the closest \
 existing tables.",
         input_schema = schema_for_type::<DescribeTableArgs>(),
+        meta = crate::auth::requires(crate::auth::Access::Read),
         output_schema = output_schema::<TableDescriptionOut>(),
         annotations(title = "Describe a table", read_only_hint = true, destructive_hint = false, idempotent_hint = true, open_world_hint = false)
     )]

@@ -44,6 +44,7 @@ configured read-write; read-only databases refuse it. Use `query` for reads, `tr
 that must succeed or fail together, `bulk_insert` for many rows. Pass values as `params` ($1, $2, …). \
 A failed call is never retried automatically.",
         input_schema = schema_for_type::<ExecuteArgs>(),
+        meta = crate::auth::requires(crate::auth::Access::Write),
         output_schema = crate::tools::output_schema::<StatementOut>(),
         annotations(title = "Change data or schema", read_only_hint = false, destructive_hint = true, idempotent_hint = false, open_world_hint = false)
     )]

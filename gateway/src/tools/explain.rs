@@ -75,6 +75,7 @@ transaction that is rolled back, so writes are refused — and actual rows and t
 cache hits/reads. Use it to find why a query is slow (sequential scans on big tables, bad row estimates, missing \
 indexes).",
         input_schema = schema_for_type::<ExplainArgs>(),
+        meta = crate::auth::requires(crate::auth::Access::Read),
         output_schema = crate::tools::output_schema::<ExplainOutput>(),
         annotations(title = "Explain a query plan", read_only_hint = true, destructive_hint = false, idempotent_hint = true, open_world_hint = false)
     )]

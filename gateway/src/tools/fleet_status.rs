@@ -117,6 +117,7 @@ per PostgreSQL server, the connections the fleet may open against the server's m
 Use it when calls fail with 'worker unavailable' or 'database busy', or to check capacity. For just the list of \
 databases use list_databases. Takes no arguments; reads no table data.",
         input_schema = schema_for_type::<NoArgs>(),
+        meta = crate::auth::requires_fleet(crate::auth::Access::Read),
         output_schema = output_schema::<FleetStatus>(),
         annotations(title = "Fleet status", read_only_hint = true, destructive_hint = false, idempotent_hint = true, open_world_hint = false)
     )]
@@ -150,7 +151,12 @@ pub(crate) async fn snapshot(fleet: &Fleet) -> FleetStatus {
                     ));
                 }
                 let mut targets = Vec::with_capacity(info.targets.len());
-                for t in &info.targets {
+                // Only the databases the caller may read (capacity sums too).
+                for t in info
+                    .targets
+                    .iter()
+                    .filter(|t| crate::call::may(crate::auth::Access::Read, &t.name))
+                {
                     let pool = pool_of(t.pool.as_ref());
                     let side = pool_of(t.side.as_ref());
                     if pool.waiting > 0 {

@@ -49,6 +49,7 @@ afresh. Use it after the schema was changed outside pgmcp (a migration, DDL in a
 must show immediately; otherwise the cache refreshes by itself within its TTL (60 s by default). Changes nothing \
 in the database.",
         input_schema = schema_for_type::<InvalidateSchemaCacheArgs>(),
+        meta = crate::auth::requires(crate::auth::Access::Dba),
         output_schema = output_schema::<InvalidateSchemaCacheOut>(),
         annotations(title = "Refresh the schema cache", read_only_hint = true, destructive_hint = false, idempotent_hint = true, open_world_hint = false)
     )]

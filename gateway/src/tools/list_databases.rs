@@ -60,6 +60,7 @@ tools, whether it is read-only or read-write, the PostgreSQL database name and v
 Call it first when you do not know which database to use, or when a tool says the database is unknown. \
 Takes no arguments; reads no table data.",
         input_schema = schema_for_type::<NoArgs>(),
+        meta = crate::auth::requires_fleet(crate::auth::Access::Read),
         output_schema = output_schema::<Databases>(),
         annotations(title = "List databases", read_only_hint = true, destructive_hint = false, idempotent_hint = true, open_world_hint = false)
     )]
@@ -82,7 +83,12 @@ Takes no arguments; reads no table data.",
                     continue;
                 }
             };
-            for t in &info.targets {
+            // Only the databases the caller may read.
+            for t in info
+                .targets
+                .iter()
+                .filter(|t| crate::call::may(crate::auth::Access::Read, &t.name))
+            {
                 let mode = mode_name(t.mode());
                 let served_by = ServedBy {
                     worker_id: info.worker_id.clone(),

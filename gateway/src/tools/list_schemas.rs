@@ -42,6 +42,7 @@ Start here to see how a database is organised, then call list_tables for a schem
 for one table's columns and keys. Answers come from a short-lived cache of the catalog, so a schema created \
 elsewhere in the last minute may not show yet.",
         input_schema = schema_for_type::<ListSchemasArgs>(),
+        meta = crate::auth::requires(crate::auth::Access::Read),
         output_schema = output_schema::<ListSchemasOut>(),
         annotations(title = "List schemas", read_only_hint = true, destructive_hint = false, idempotent_hint = true, open_world_hint = false)
     )]

@@ -72,6 +72,7 @@ in SQL (quoted where needed). Use describe_table for a table's columns, keys and
 PostgreSQL's estimates; use query with count(*) for exact numbers. Answers come from a short-lived cache of the \
 catalog, so a table created elsewhere in the last minute may not show yet.",
         input_schema = schema_for_type::<ListTablesArgs>(),
+        meta = crate::auth::requires(crate::auth::Access::Read),
         output_schema = output_schema::<ListTablesOut>(),
         annotations(title = "List tables", read_only_hint = true, destructive_hint = false, idempotent_hint = true, open_world_hint = false)
     )]

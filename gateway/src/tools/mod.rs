@@ -26,6 +26,7 @@ pub mod vacuum_table;
 use std::sync::Arc;
 use std::time::Duration;
 
+use pgmcp_proto::error::ErrorKind;
 use pgmcp_proto::v1::{Column, Param, StatementResult, TruncationReason, param};
 use rmcp::handler::server::common::{schema_for_output, schema_for_type};
 use rmcp::model::{CallToolResult, ContentBlock, JsonObject};
@@ -34,6 +35,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::call;
 use crate::errors::GatewayError;
 use crate::server::PgMcp;
 
@@ -417,10 +419,34 @@ pub(crate) fn structured_result<T: Serialize>(text: String, value: &T) -> CallTo
 }
 
 /// A failed call as a tool result (`isError: true`) with both the
-/// explanation and the structured error.
+/// explanation and the structured error, which carries the call's
+/// `request_id`. Internal errors are logged and masked: the caller sees only
+/// the request id under which the operators find the details.
 pub(crate) fn error_result(err: &GatewayError, sql: Option<&str>) -> CallToolResult {
+    let ctx = call::current();
+    let request_id = ctx
+        .as_ref()
+        .map(|c| c.request_id.as_str())
+        .unwrap_or("none");
+    let masked;
+    let err = if matches!(err.kind(), ErrorKind::Internal | ErrorKind::Unspecified) {
+        tracing::error!(request_id, error = %err.0.message, "internal error in a tool call");
+        masked = GatewayError::new(
+            err.kind(),
+            format!(
+                "internal error (request id {request_id}); the details are in the gateway's and workers' logs under this id"
+            ),
+        );
+        &masked
+    } else {
+        err
+    };
     let mut result = CallToolResult::error(vec![ContentBlock::text(err.explain(sql))]);
-    result.structured_content = Some(err.to_json());
+    let mut json = err.to_json();
+    if ctx.is_some() {
+        json["error"]["request_id"] = serde_json::json!(request_id);
+    }
+    result.structured_content = Some(json);
     result
 }
 

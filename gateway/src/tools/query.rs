@@ -77,6 +77,7 @@ in pages of `page_size` rows (default 100); when more rows exist the result says
 use ORDER BY for stable pages. Prefer aggregates and LIMIT over paging through large tables.",
         input_schema = schema_for_type::<QueryArgs>(),
         output_schema = crate::tools::output_schema::<QueryOutput>(),
+        meta = crate::auth::requires(crate::auth::Access::Read),
         annotations(title = "Run a read-only SQL query", read_only_hint = true, destructive_hint = false, idempotent_hint = true, open_world_hint = false)
     )]
     pub async fn query(&self, args: JsonObject, ct: CancellationToken) -> CallToolResult {
@@ -87,6 +88,11 @@ use ORDER BY for stable pages. Prefer aggregates and LIMIT over paging through l
         let page = match self.page_for(&args) {
             Ok(p) => p,
             Err(e) => return error_result(&e, None),
+        };
+        if let Err(e) =
+            crate::limits::check_statement(&page.sql, page.params.len(), &self.shared.limits)
+        {
+            return error_result(&e, None);
         };
         let limits = &self.shared.limits;
         let timeout_ms = match check_timeout(

@@ -84,6 +84,7 @@ ratio. Statement texts are normalized ($1 instead of constants). Use it to find 
 database_health. When the extension is not installed or not loaded, the result says so (available=false) and how to \
 enable it. Read-only.",
         input_schema = schema_for_type::<TopQueriesArgs>(),
+        meta = crate::auth::requires(crate::auth::Access::Dba),
         output_schema = output_schema::<TopQueries>(),
         annotations(title = "Top queries", read_only_hint = true, destructive_hint = false, idempotent_hint = true, open_world_hint = false)
     )]

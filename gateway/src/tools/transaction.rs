@@ -50,6 +50,7 @@ failed). Each item is {sql, params}. Use it when changes must happen together (e
 order). On a read-only database the statements run in a read-only transaction that is always rolled back. \
 A failed call is never retried automatically.",
         input_schema = schema_for_type::<TransactionArgs>(),
+        meta = crate::auth::requires(crate::auth::Access::Write),
         output_schema = crate::tools::output_schema::<TransactionOutput>(),
         annotations(title = "Run statements atomically", read_only_hint = false, destructive_hint = true, idempotent_hint = false, open_world_hint = false)
     )]

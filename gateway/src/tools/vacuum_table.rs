@@ -36,6 +36,7 @@ reports many dead rows or autovacuum falling behind; `analyze: true` also refres
 read-write databases (list_databases shows the mode). Needs the role to own the table (or the database). Returns the \
 statement, its duration and the table's dead/live rows before and after.",
         input_schema = schema_for_type::<VacuumArgs>(),
+        meta = crate::auth::requires(crate::auth::Access::Dba),
         output_schema = output_schema::<Maintained>(),
         annotations(title = "VACUUM a table", read_only_hint = false, destructive_hint = false, idempotent_hint = true, open_world_hint = false)
     )]

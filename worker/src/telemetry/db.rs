@@ -238,7 +238,7 @@ impl TargetTelemetry {
     pub fn failed(&self, err: &WorkerError) {
         let class = err.0.sqlstate.get(..2).unwrap_or("none");
         self.errors
-            .with_label_values(&[class, kind_name(err)])
+            .with_label_values(&[class, err.kind().snake_name()])
             .inc();
     }
 
@@ -247,7 +247,7 @@ impl TargetTelemetry {
     /// PostgreSQL gave none), and an error status.
     pub fn statement_failed(span: &Span, err: &WorkerError) {
         let sqlstate = err.0.sqlstate.as_str();
-        let kind = kind_name(err);
+        let kind = err.kind().snake_name();
         if sqlstate.is_empty() {
             span.record("error.type", kind);
         } else {
@@ -255,31 +255,6 @@ impl TargetTelemetry {
             span.record("error.type", sqlstate);
         }
         span.set_status(Status::error(kind));
-    }
-}
-
-/// Snake-case name of an error's kind (as the gateway shows it).
-fn kind_name(err: &WorkerError) -> &'static str {
-    use pgmcp_proto::error::ErrorKind as K;
-    match err.kind() {
-        K::Unspecified => "unspecified",
-        K::InvalidRequest => "invalid_request",
-        K::UnknownDatabase => "unknown_database",
-        K::Syntax => "syntax",
-        K::UndefinedObject => "undefined_object",
-        K::ConstraintViolation => "constraint_violation",
-        K::PermissionDenied => "permission_denied",
-        K::ReadOnly => "read_only",
-        K::Timeout => "timeout",
-        K::Cancelled => "cancelled",
-        K::Connection => "connection",
-        K::PoolExhausted => "pool_exhausted",
-        K::Data => "data",
-        K::Statement => "statement",
-        K::Database => "database",
-        K::Internal => "internal",
-        K::Conflict => "conflict",
-        K::Unavailable => "unavailable",
     }
 }
 

@@ -1,0 +1,180 @@
+//! Limits the gateway and the worker enforce, each with an error naming the
+//! limit and its value: concurrent calls per principal, the worker's
+//! admission limit, SQL size and parameter count at the gateway, and the gRPC
+//! message size in both directions. (The HTTP body limit is in
+//! `gateway_http.rs`; the worker's own SQL and row limits in `worker_query.rs`.)
+
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use pgmcp_tests::Stack;
+use pgmcp_tests::gateway::InProcessGateway;
+use pgmcp_tests::mcp::{self, is_error, structured, text};
+use pgmcp_tests::worker::{InProcessWorker, query, sql};
+use serde_json::json;
+use tonic::Code;
+
+#[tokio::test]
+async fn concurrent_calls_are_limited_per_principal() -> Result<()> {
+    let stack = Stack::start("").await?;
+    let gateway = InProcessGateway::start(
+        &[stack.worker.url()],
+        &[
+            "--auth-tokens",
+            "alice read tok-alice-0123456789abcdef; bob read tok-bob-0123456789abcdef",
+            "--max-concurrent-calls-per-principal",
+            "1",
+        ],
+    )
+    .await?;
+    let alice =
+        mcp::http_client_with_token(&gateway.mcp_url(), "tok-alice-0123456789abcdef").await?;
+    let bob = mcp::http_client_with_token(&gateway.mcp_url(), "tok-bob-0123456789abcdef").await?;
+
+    let slow = mcp::call_tool(&alice, "query", json!({"sql": "SELECT pg_sleep(2)"}));
+    let others = async {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let second = mcp::call_tool(&alice, "query", json!({"sql": "SELECT 1"})).await;
+        let bobs = mcp::call_tool(&bob, "query", json!({"sql": "SELECT 2"})).await;
+        (second, bobs)
+    };
+    let (slow, (second, bobs)) = tokio::join!(slow, others);
+    assert!(!is_error(&slow?));
+    let second = second?;
+    assert!(is_error(&second));
+    assert_eq!(
+        structured(&second)["error"]["kind"],
+        "overloaded",
+        "{}",
+        text(&second)
+    );
+    assert!(
+        text(&second).contains(
+            "principal `alice` is at its limit of 1 concurrent calls (max_concurrent_calls_per_principal)"
+        ),
+        "{}",
+        text(&second)
+    );
+    assert_eq!(structured(&second)["error"]["retry_safe"], true);
+    // Others are not held back, and alice may call again once done.
+    assert_eq!(structured(&bobs?)["rows"], json!([[2]]));
+    let again = mcp::call_tool(&alice, "query", json!({"sql": "SELECT 3"})).await?;
+    assert_eq!(structured(&again)["rows"], json!([[3]]), "{}", text(&again));
+    Ok(())
+}
+
+#[tokio::test]
+async fn worker_admits_only_so_many_calls() -> Result<()> {
+    let stack = Stack::start_with("", &["--max-concurrent-calls", "1"], &[]).await?;
+    let mut c1 = stack.worker.client().await?;
+    let mut c2 = stack.worker.client().await?;
+    let slow = query(&mut c1, sql("SELECT pg_sleep(2)"));
+    let rest = async {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let direct = c2.query(sql("SELECT 1")).await;
+        let info = c2.info(pgmcp_proto::v1::InfoRequest {}).await;
+        let via_mcp = stack.query(json!({"sql": "SELECT 1"})).await;
+        (direct, info, via_mcp)
+    };
+    let (slow, (direct, info, via_mcp)) = tokio::join!(slow, rest);
+    slow.map_err(|e| anyhow::anyhow!(e.message))?;
+    let status = direct.err().context("a second call was admitted")?;
+    assert_eq!(status.code(), Code::ResourceExhausted);
+    assert!(
+        status
+            .message()
+            .contains("at its limit of 1 concurrent calls (max_concurrent_calls)"),
+        "{status:?}"
+    );
+    // Info is cheap and always answered.
+    assert!(info.is_ok());
+    let via_mcp = via_mcp?;
+    assert_eq!(
+        structured(&via_mcp)["error"]["kind"],
+        "overloaded",
+        "{}",
+        text(&via_mcp)
+    );
+    assert!(text(&via_mcp).contains("Retry"), "{}", text(&via_mcp));
+
+    // The slot is free again once the stream has ended.
+    let res = query(&mut c2, sql("SELECT 1"))
+        .await
+        .map_err(|e| anyhow::anyhow!(e.message))?;
+    assert_eq!(res.rows, vec![json!([1])]);
+    Ok(())
+}
+
+#[tokio::test]
+async fn gateway_checks_sql_size_and_params_before_calling_a_worker() -> Result<()> {
+    let stack = Stack::start_with("", &[], &["--max-sql-bytes", "64", "--max-params", "2"]).await?;
+    let long = format!("SELECT '{}'", "x".repeat(100));
+    let res = stack.query(json!({"sql": long})).await?;
+    assert!(is_error(&res));
+    assert!(
+        text(&res).contains("is 109 bytes, over this gateway's limit of 64 bytes (max_sql_bytes)"),
+        "{}",
+        text(&res)
+    );
+    let res = stack
+        .query(json!({"sql": "SELECT $1::int + $2::int + $3::int", "params": [1, 2, 3]}))
+        .await?;
+    assert!(
+        text(&res).contains("3 params given, over this gateway's limit of 2 (max_params)"),
+        "{}",
+        text(&res)
+    );
+    let res = stack
+        .query(json!({"sql": "SELECT $1::int + $2::int", "params": [1, 2]}))
+        .await?;
+    assert_eq!(structured(&res)["rows"], json!([[3]]), "{}", text(&res));
+    Ok(())
+}
+
+#[tokio::test]
+async fn grpc_message_size_is_limited_in_both_directions() -> Result<()> {
+    // The gateway refuses a worker message over its limit …
+    let stack = Stack::start_with("", &[], &["--max-message-bytes", "4096"]).await?;
+    let res = stack
+        .query(json!({"sql": "SELECT repeat('x', 20000)"}))
+        .await?;
+    assert!(is_error(&res));
+    assert!(
+        text(&res).contains("the limit is: 4096 bytes"),
+        "{}",
+        text(&res)
+    );
+    assert!(text(&res).contains("--max-message-bytes"), "{}", text(&res));
+    let res = stack.query(json!({"sql": "SELECT 'small'"})).await?;
+    assert_eq!(structured(&res)["rows"], json!([["small"]]));
+
+    // … and so does the worker, for what it receives and what it would send.
+    let small = InProcessWorker::start(&[
+        "--database-url",
+        &stack.pg.owner_url("app"),
+        "--max-message-bytes",
+        "4096",
+    ])
+    .await?;
+    let mut client = small.client().await?;
+    let err = query(&mut client, sql(&format!("SELECT '{}'", "y".repeat(8000))))
+        .await
+        .err()
+        .context("an oversized request was accepted")?;
+    assert!(
+        err.message.contains("the limit is: 4096 bytes"),
+        "{}",
+        err.message
+    );
+    let gateway = InProcessGateway::start(&[small.url()], &[]).await?;
+    let client = mcp::http_client(&gateway.mcp_url()).await?;
+    let res = mcp::call_tool(
+        &client,
+        "query",
+        json!({"sql": "SELECT repeat('z', 20000)"}),
+    )
+    .await?;
+    assert!(is_error(&res));
+    assert!(text(&res).contains("--max-message-bytes"), "{}", text(&res));
+    Ok(())
+}
