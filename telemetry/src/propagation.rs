@@ -50,6 +50,15 @@ pub fn traceparent(cx: &Context) -> Option<String> {
     })
 }
 
+/// W3C trace id of the current `tracing` span, when it is traced.
+pub fn current_trace_id() -> Option<String> {
+    use tracing_opentelemetry::OpenTelemetrySpanExt;
+    let cx = tracing::Span::current().context();
+    let span = cx.span();
+    let sc = span.span_context();
+    sc.is_valid().then(|| sc.trace_id().to_string())
+}
+
 /// True when `cx` holds a valid span context (a parent to continue).
 pub fn is_valid(cx: &Context) -> bool {
     cx.span().span_context().is_valid()

@@ -3,7 +3,7 @@
 use anyhow::{Context, Result, bail};
 use rmcp::model::{
     CallToolRequestParams, CallToolResult, ClientCapabilities, ClientConfig, Implementation,
-    MetaObject, ProtocolVersion, RequestMetaObject,
+    MetaObject, ProtocolVersion, ReadResourceRequestParams, RequestMetaObject, ResourceContents,
 };
 use rmcp::service::RunningService;
 use rmcp::transport::StreamableHttpClientTransport;
@@ -63,6 +63,29 @@ pub async fn http_client_with_token(url: &str, token: &str) -> Result<Client> {
         .serve(transport)
         .await
         .with_context(|| format!("MCP handshake with {url}"))
+}
+
+/// Reads resource `uri`, checks it is one JSON text (with its own URI) and
+/// parses it.
+pub async fn read_json(client: &Client, uri: &str) -> Result<serde_json::Value> {
+    let res = client
+        .read_resource(ReadResourceRequestParams::new(uri))
+        .await
+        .with_context(|| format!("reading {uri}"))?;
+    match res.contents.first() {
+        Some(ResourceContents::TextResourceContents {
+            text,
+            mime_type,
+            uri: got,
+            ..
+        }) => {
+            if mime_type.as_deref() != Some("application/json") || got != uri {
+                bail!("{uri} came back as {got} ({mime_type:?})");
+            }
+            Ok(serde_json::from_str(text)?)
+        }
+        other => bail!("unexpected contents of {uri}: {other:?}"),
+    }
 }
 
 /// Starts `command` and speaks MCP over its stdin/stdout.

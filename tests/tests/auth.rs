@@ -146,6 +146,13 @@ async fn static_tokens_authenticate_and_scope_calls() -> Result<()> {
     )
     .await?;
     assert_eq!(structured(&res)["rows"], json!([[1]]), "{}", text(&res));
+    // The worker's history records who made the call.
+    let history = mcp::read_json(&alice, "query-history://recent").await?;
+    let entry = history["entries"]
+        .as_array()
+        .and_then(|e| e.iter().find(|e| e["sql"] == "SELECT x FROM t"))
+        .with_context(|| format!("alice's call is not in {history}"))?;
+    assert_eq!(entry["principal"], "alice", "{entry}");
 
     // wendy may only write: `query` is hidden, and refused with the missing permission.
     let wendy = mcp::http_client_with_token(&url, WENDY).await?;

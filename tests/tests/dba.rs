@@ -598,18 +598,7 @@ async fn analyze_and_vacuum_respect_modes_names_and_privileges() -> Result<()> {
     assert!(is_error(&res));
 
     // The history shows maintenance calls.
-    let res = dba
-        .client
-        .read_resource(rmcp::model::ReadResourceRequestParams::new(
-            "query-history://recent",
-        ))
-        .await?;
-    let doc = match res.contents.first() {
-        Some(rmcp::model::ResourceContents::TextResourceContents { text, .. }) => {
-            serde_json::from_str::<Value>(text)?
-        }
-        other => bail!("unexpected contents {other:?}"),
-    };
+    let doc = mcp::read_json(&dba.client, "query-history://recent").await?;
     let ops: Vec<&str> = doc["entries"]
         .as_array()
         .map(|e| e.iter().filter_map(|e| e["operation"].as_str()).collect())

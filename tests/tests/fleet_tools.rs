@@ -10,7 +10,7 @@ use pgmcp_tests::Pg;
 use pgmcp_tests::gateway::InProcessGateway;
 use pgmcp_tests::mcp::{self, Client, assert_valid_output, is_error, structured, text};
 use pgmcp_tests::worker::{InProcessWorker, query};
-use rmcp::model::{ReadResourceRequestParams, ResourceContents, Tool};
+use rmcp::model::{ReadResourceRequestParams, Tool};
 use serde_json::{Value, json};
 
 /// A URL where no worker listens.
@@ -35,21 +35,6 @@ async fn call(client: &Client, name: &str, args: Value) -> Result<rmcp::model::C
     let res = mcp::call_tool(client, name, args).await?;
     assert_valid_output(&tool(client, name).await?, &res)?;
     Ok(res)
-}
-
-async fn read_json(client: &Client, uri: &str) -> Result<Value> {
-    let res = client
-        .read_resource(ReadResourceRequestParams::new(uri))
-        .await?;
-    match res.contents.first() {
-        Some(ResourceContents::TextResourceContents {
-            text, mime_type, ..
-        }) => {
-            assert_eq!(mime_type.as_deref(), Some("application/json"));
-            Ok(serde_json::from_str(text)?)
-        }
-        other => bail!("unexpected contents of {uri}: {other:?}"),
-    }
 }
 
 /// Two workers serving different databases of one cluster, plus a worker
@@ -234,7 +219,7 @@ async fn fleet_status_reports_workers_pools_and_capacity() -> Result<()> {
     let uris: Vec<&str> = resources.iter().map(|r| r.uri.as_str()).collect();
     assert!(uris.contains(&"stats://fleet"), "{uris:?}");
     assert!(uris.contains(&"query-history://recent"), "{uris:?}");
-    let doc = read_json(&f.client, "stats://fleet").await?;
+    let doc = mcp::read_json(&f.client, "stats://fleet").await?;
     assert_eq!(doc["workers_reachable"], 2, "{doc}");
     assert_eq!(doc["servers"][0]["fleet_max_connections"], 202, "{doc}");
 
@@ -357,7 +342,7 @@ async fn history_merges_workers_newest_first_without_parameter_values() -> Resul
     .await;
     assert!(failed.is_err());
 
-    let doc = read_json(&f.client, "query-history://recent").await?;
+    let doc = mcp::read_json(&f.client, "query-history://recent").await?;
     assert!(
         !doc.to_string().contains("hunter2"),
         "parameter values must not be recorded: {doc}"
@@ -401,7 +386,7 @@ async fn history_merges_workers_newest_first_without_parameter_values() -> Resul
     )
     .await?;
     assert!(!is_error(&res), "{}", text(&res));
-    let doc = read_json(&f.client, "query-history://recent").await?;
+    let doc = mcp::read_json(&f.client, "query-history://recent").await?;
     assert_eq!(doc["entries"][0]["sql"], "SELECT $1::int + 1", "{doc}");
     assert_eq!(doc["entries"][0]["worker_id"], "worker-b");
     Ok(())

@@ -371,6 +371,12 @@ async fn caller_trace_context_is_continued_from_header_and_meta() -> Result<()> 
     let p = path(&spans, META_TRACE)?;
     assert_eq!(p.mcp.parent_span_id, META_SPAN);
     assert!(p.mcp.links.is_empty());
+    // The worker's history links the call to its trace.
+    let history = mcp::read_json(&plain, "query-history://recent").await?;
+    let traced = history["entries"]
+        .as_array()
+        .is_some_and(|e| e.iter().any(|e| e["trace_id"] == META_TRACE));
+    assert!(traced, "no history entry in trace {META_TRACE}: {history}");
 
     // 3. Both: `_meta` wins, the header's context becomes a link.
     const BOTH_TRACE: &str = "11111111111111111111111111111111";

@@ -8,9 +8,8 @@ use pgmcp_tests::mcp::{self, structured};
 use pgmcp_tests::worker::InProcessWorker;
 use rmcp::model::{
     CompletionContext, GetPromptRequestParams, PaginatedRequestParams, ReadResourceRequestParams,
-    ResourceContents,
 };
-use serde_json::{Value, json};
+use serde_json::json;
 
 const SHOP: &str = r#"
 CREATE SCHEMA "Sales";
@@ -20,28 +19,6 @@ CREATE TABLE "Sales"."Orders" (id int PRIMARY KEY, customer_id int REFERENCES cu
 CREATE TABLE "Sales"."Order Items" (order_id int REFERENCES "Sales"."Orders" (id), sku text);
 CREATE VIEW customer_names AS SELECT name FROM customers;
 "#;
-
-/// The text of a resource read, parsed as JSON.
-async fn read_json(stack: &Stack, uri: &str) -> Result<Value> {
-    let res = stack
-        .client
-        .read_resource(ReadResourceRequestParams::new(uri))
-        .await
-        .with_context(|| format!("reading {uri}"))?;
-    match res.contents.first() {
-        Some(ResourceContents::TextResourceContents {
-            text,
-            mime_type,
-            uri: got,
-            ..
-        }) => {
-            assert_eq!(mime_type.as_deref(), Some("application/json"));
-            assert_eq!(got, uri);
-            Ok(serde_json::from_str(text)?)
-        }
-        other => bail!("unexpected contents: {other:?}"),
-    }
-}
 
 #[tokio::test]
 async fn server_advertises_resources_prompts_and_completions() -> Result<()> {
@@ -107,17 +84,17 @@ async fn resource_templates_list_and_read() -> Result<()> {
         )
         .await?,
     );
-    let read = read_json(&stack, "schema://app/Sales/Order%20Items").await?;
+    let read = mcp::read_json(&stack.client, "schema://app/Sales/Order%20Items").await?;
     assert_eq!(read, described);
     assert_eq!(
         read["foreign_keys"][0]["referenced_table"],
         "\"Sales\".\"Orders\""
     );
     // The two-part template resolves names like describe_table.
-    let read = read_json(&stack, "schema://app/customers").await?;
+    let read = mcp::read_json(&stack.client, "schema://app/customers").await?;
     assert_eq!(read["sql_name"], "public.customers");
     assert_eq!(read["referenced_by"][0]["table"], "\"Sales\".\"Orders\"");
-    let read = read_json(&stack, "schema://app/Sales.Orders").await?;
+    let read = mcp::read_json(&stack.client, "schema://app/Sales.Orders").await?;
     assert_eq!(read["sql_name"], "\"Sales\".\"Orders\"");
 
     // Missing tables and databases are resource-not-found errors with a hint;

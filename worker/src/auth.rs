@@ -53,6 +53,24 @@ impl Caller {
     }
 }
 
+tokio::task_local! {
+    /// The caller of the call being served (set by [`crate::calls`]).
+    static CURRENT: Arc<Caller>;
+}
+
+/// Runs `fut` as a call made by `caller`: [`current`] returns it inside.
+pub fn serve_as<F: std::future::Future>(
+    caller: Arc<Caller>,
+    fut: F,
+) -> impl std::future::Future<Output = F::Output> {
+    CURRENT.scope(caller, fut)
+}
+
+/// The caller of the call being served, if any (for query history).
+pub fn current() -> Option<Arc<Caller>> {
+    CURRENT.try_with(Arc::clone).ok()
+}
+
 /// The [`Caller`] of a gRPC request (for query history, audit, tracing).
 pub fn caller<T>(req: &tonic::Request<T>) -> Option<&Caller> {
     req.extensions().get::<Arc<Caller>>().map(Arc::as_ref)

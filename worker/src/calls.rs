@@ -88,7 +88,10 @@ where
             .get::<Arc<Caller>>()
             .cloned()
             .unwrap_or_default();
-        let counted = rpc.starts_with("/pgmcp.v1.Worker/") && rpc != "/pgmcp.v1.Worker/Info";
+        // Info and History touch no database: they are never refused.
+        let counted = rpc.starts_with("/pgmcp.v1.Worker/")
+            && rpc != "/pgmcp.v1.Worker/Info"
+            && rpc != "/pgmcp.v1.Worker/History";
         let permit = if counted {
             match self.slots.clone().try_acquire_owned() {
                 Ok(p) => Some(p),
@@ -118,11 +121,11 @@ where
         };
         let log = CallLog {
             rpc,
-            caller,
+            caller: caller.clone(),
             started: Instant::now(),
             counted,
         };
-        let fut = self.inner.call(req);
+        let fut = crate::auth::serve_as(caller, self.inner.call(req));
         Box::pin(async move {
             let resp = fut.await?;
             let (parts, body) = resp.into_parts();

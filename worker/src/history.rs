@@ -40,7 +40,8 @@ impl History {
         })
     }
 
-    /// Starts recording a call of `operation` on `database`.
+    /// Starts recording a call of `operation` on `database`, made by the
+    /// current caller (see [`crate::auth::current`]) in the current trace.
     pub fn start(
         self: &Arc<Self>,
         database: &str,
@@ -60,6 +61,10 @@ impl History {
                 operation: operation.to_string(),
                 sql: clip(sql),
                 param_count: u32::try_from(param_count).unwrap_or(u32::MAX),
+                principal: crate::auth::current()
+                    .and_then(|c| c.principal.clone())
+                    .unwrap_or_default(),
+                trace_id: pgmcp_telemetry::propagation::current_trace_id().unwrap_or_default(),
                 ..HistoryEntry::default()
             }),
         }
