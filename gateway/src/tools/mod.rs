@@ -420,21 +420,27 @@ pub(crate) fn structured_result<T: Serialize>(text: String, value: &T) -> CallTo
 
 /// A failed call as a tool result (`isError: true`) with both the
 /// explanation and the structured error, which carries the call's
-/// `request_id`. Internal errors are logged and masked: the caller sees only
-/// the request id under which the operators find the details.
+/// `request_id` (and `trace_id` when the call is traced). Internal errors are
+/// logged and masked: the caller sees only the ids under which the operators
+/// find the details in logs and traces.
 pub(crate) fn error_result(err: &GatewayError, sql: Option<&str>) -> CallToolResult {
     let ctx = call::current();
     let request_id = ctx
         .as_ref()
         .map(|c| c.request_id.as_str())
         .unwrap_or("none");
+    let trace_id = pgmcp_telemetry::propagation::current_trace_id();
     let masked;
     let err = if matches!(err.kind(), ErrorKind::Internal | ErrorKind::Unspecified) {
         tracing::error!(request_id, error = %err.0.message, "internal error in a tool call");
+        let trace = trace_id
+            .as_deref()
+            .map(|t| format!(", trace id {t}"))
+            .unwrap_or_default();
         masked = GatewayError::new(
             err.kind(),
             format!(
-                "internal error (request id {request_id}); the details are in the gateway's and workers' logs under this id"
+                "internal error (request id {request_id}{trace}); the details are in the gateway's and workers' logs under this id"
             ),
         );
         &masked
@@ -445,6 +451,9 @@ pub(crate) fn error_result(err: &GatewayError, sql: Option<&str>) -> CallToolRes
     let mut json = err.to_json();
     if ctx.is_some() {
         json["error"]["request_id"] = serde_json::json!(request_id);
+    }
+    if let Some(t) = trace_id {
+        json["error"]["trace_id"] = serde_json::json!(t);
     }
     result.structured_content = Some(json);
     result
