@@ -71,10 +71,6 @@ impl Session {
         access: Access,
         timeout_ms: u32,
     ) -> Result<Self, WorkerError> {
-        let mut conn = target
-            .waiters
-            .wait(target.telemetry.acquire(&target.pool))
-            .await?;
         let mode = match access {
             Access::ReadOnly => "READ ONLY",
             Access::ReadWrite => "READ WRITE",
@@ -84,14 +80,26 @@ impl Session {
             "BEGIN {mode}; SET LOCAL statement_timeout = {timeout_ms}; SET LOCAL lock_timeout = {timeout_ms}; \
              SELECT pg_catalog.pg_backend_pid(), {VXID}"
         );
-        let row = match sqlx::raw_sql(AssertSqlSafe(begin))
-            .fetch_one(&mut *conn)
-            .await
-        {
-            Ok(row) => row,
-            Err(e) => {
-                drop(conn.detach());
-                return Err(e.into());
+        // A pooled connection the server has closed (it restarted, or an
+        // administrator ended the session) fails here, before anything of
+        // the call ran: drop it and take another, up to the pool's size.
+        let mut broken = 0;
+        let (conn, row) = loop {
+            let mut conn = target.acquire().await?;
+            match sqlx::raw_sql(AssertSqlSafe(begin.clone()))
+                .fetch_one(&mut *conn)
+                .await
+            {
+                Ok(row) => break (conn, row),
+                Err(e) => {
+                    drop(conn.detach());
+                    if connection_gone(&e) && broken < target.pool.options().get_max_connections() {
+                        broken += 1;
+                        tracing::info!(target = %target.name, error = %e, "pooled connection was closed by the server; taking another");
+                        continue;
+                    }
+                    return Err(e.into());
+                }
             }
         };
         let pid: i32 = row.try_get(0)?;
@@ -218,5 +226,19 @@ impl Session {
             Some(e) if e.kind() == ErrorKind::Connection => self.lost(),
             _ => self.rollback(target).await,
         }
+    }
+}
+
+/// True when `e` says the connection itself is gone (closed by the server,
+/// or the network), not that the statement failed.
+fn connection_gone(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Io(_) => true,
+        // admin_shutdown, crash_shutdown, cannot_connect_now, and the
+        // connection exception class.
+        sqlx::Error::Database(db) => db
+            .code()
+            .is_some_and(|c| c.starts_with("57P0") || c.starts_with("08")),
+        _ => false,
     }
 }

@@ -6,6 +6,8 @@ use std::sync::Arc;
 use anyhow::{Context, Result, bail};
 use pgmcp_proto::error::ErrorKind;
 use pgmcp_proto::v1;
+use sqlx::Postgres;
+use sqlx::pool::PoolConnection;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::{ConnectOptions, Row};
 
@@ -42,6 +44,9 @@ pub struct Target {
     pub type_names: TypeNames,
     /// Schemas, tables and table descriptions; see [`SchemaCache::invalidate`].
     pub schema_cache: SchemaCache,
+    /// Address to check when a connection takes long to open: is
+    /// PostgreSQL there at all? `None` for Unix sockets.
+    pub probe: Option<(String, u16)>,
     /// Spans and metrics of work on this target.
     pub telemetry: TargetTelemetry,
 }
@@ -136,6 +141,50 @@ impl Targets {
     }
 }
 
+/// How long an acquire that must open a connection may take before the
+/// server is checked for being there at all.
+const PROBE_AFTER: std::time::Duration = std::time::Duration::from_millis(250);
+/// How long that check may take.
+const PROBE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1);
+
+impl Target {
+    /// A pooled connection. When PostgreSQL cannot be reached, fails within
+    /// about a second with a retryable error instead of retrying until the
+    /// acquire timeout (sqlx keeps retrying refused connections): if the
+    /// pool still has room and no connection came within [`PROBE_AFTER`],
+    /// the server's address is tried directly.
+    pub async fn acquire(&self) -> Result<PoolConnection<Postgres>, WorkerError> {
+        let acquire = self.waiters.wait(self.telemetry.acquire(&self.pool));
+        tokio::pin!(acquire);
+        tokio::select! {
+            r = &mut acquire => return r.map_err(WorkerError::from),
+            _ = tokio::time::sleep(PROBE_AFTER) => {}
+        }
+        let opening = self.pool.size() < self.pool.options().get_max_connections();
+        if let (true, Some((host, port))) = (opening, &self.probe) {
+            let probe = tokio::net::TcpStream::connect((host.as_str(), *port));
+            let why = match tokio::time::timeout(PROBE_TIMEOUT, probe).await {
+                Ok(Ok(_)) => None,
+                Ok(Err(e)) => Some(e.to_string()),
+                Err(_) => Some("no answer".to_string()),
+            };
+            if let Some(why) = why {
+                let mut e = pgmcp_proto::error::Error::new(
+                    ErrorKind::Connection,
+                    format!(
+                        "the PostgreSQL server of database `{}` cannot be reached ({why}); \
+                         retry in a few seconds",
+                        self.name
+                    ),
+                );
+                e.retry_safe = true;
+                return Err(WorkerError(Box::new(e)));
+            }
+        }
+        acquire.await.map_err(WorkerError::from)
+    }
+}
+
 async fn connect_target(
     t: &TargetConfig,
     pool: &PoolSettings,
@@ -167,6 +216,7 @@ async fn connect_target(
         .max_lifetime(pool.max_lifetime)
         .connect_lazy_with(options.clone());
     let host = options.get_host().to_string();
+    let probe = (!host.starts_with('/')).then(|| (host.clone(), options.get_port()));
     let where_ = format!(
         "{}:{} as user `{}`",
         options.get_host(),
@@ -241,6 +291,7 @@ async fn connect_target(
         side,
         type_names: TypeNames::default(),
         schema_cache: SchemaCache::new(schema_cache_ttl),
+        probe,
         telemetry,
     })
 }

@@ -120,7 +120,7 @@ async fn vacuum(
     with_analyze: bool,
     timeout_ms: u32,
 ) -> Result<MaintainTableResponse, WorkerError> {
-    let mut conn = target.waiters.wait(target.pool.acquire()).await?;
+    let mut conn = target.acquire().await?;
     // True while the session's statement_timeout differs from its default.
     let mut timeout_set = false;
     let result: Result<MaintainTableResponse, WorkerError> = async {
