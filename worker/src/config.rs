@@ -145,6 +145,23 @@ pub struct Args {
     #[arg(long, env = "PGMCP_HISTORY_SIZE", default_value_t = 500)]
     pub history_size: usize,
 
+    /// On SIGTERM/SIGINT: how long calls in flight may take to finish, in
+    /// milliseconds, before the worker exits anyway. Keep it below the
+    /// orchestrator's kill timeout (Kubernetes: terminationGracePeriodSeconds).
+    #[arg(long, env = "PGMCP_SHUTDOWN_GRACE_MS", default_value_t = 25_000)]
+    pub shutdown_grace_ms: u64,
+
+    /// On SIGTERM/SIGINT: how long the worker keeps accepting calls after
+    /// its health turns NOT_SERVING, in milliseconds, so gateways take it out
+    /// of rotation before it stops accepting connections.
+    #[arg(long, env = "PGMCP_DRAIN_DELAY_MS", default_value_t = 1_000)]
+    pub drain_delay_ms: u64,
+
+    /// Close each gateway connection after this many seconds (gracefully),
+    /// so gateways spread over workers added later; 0 keeps connections.
+    #[arg(long, env = "PGMCP_MAX_CONNECTION_AGE_S", default_value_t = 300)]
+    pub max_connection_age_s: u64,
+
     /// Serve read-only targets even when the role is a superuser, has
     /// BYPASSRLS, or can SET ROLE to such a role (a warning is logged).
     /// Without it the worker refuses to start: such a role can turn
@@ -343,6 +360,18 @@ pub struct Config {
     /// Whether traced SQL carries a SQLCommenter comment.
     pub sql_comment: bool,
     pub security: Security,
+    pub drain: Drain,
+}
+
+/// How the worker stops, and how long connections live.
+#[derive(Debug, Clone, Copy)]
+pub struct Drain {
+    /// Time calls in flight get to finish after a stop signal.
+    pub grace: Duration,
+    /// Time between NOT_SERVING and no longer accepting connections.
+    pub delay: Duration,
+    /// Maximum age of a connection; `None` keeps them.
+    pub max_connection_age: Option<Duration>,
 }
 
 impl Config {
@@ -505,6 +534,12 @@ impl Config {
             },
             schema_cache_ttl: Duration::from_secs(args.schema_cache_ttl_s),
             history_size: args.history_size,
+            drain: Drain {
+                grace: Duration::from_millis(args.shutdown_grace_ms),
+                delay: Duration::from_millis(args.drain_delay_ms.min(args.shutdown_grace_ms)),
+                max_connection_age: (args.max_connection_age_s > 0)
+                    .then(|| Duration::from_secs(args.max_connection_age_s)),
+            },
             metrics_listen: args.metrics_listen,
             sql_comment: args.sql_comment,
             security: Security {

@@ -4,6 +4,7 @@
 use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 use anyhow::{Context, Result};
 use pgmcp_proto::v1::worker_server::WorkerServer;
@@ -143,17 +144,32 @@ async fn serve_targets(
         max_concurrent_calls = sec.max_concurrent_calls,
         "worker listening"
     );
+    // Drain: NOT_SERVING first (gateways watching health move away), keep
+    // serving for the drain delay, then stop accepting and let calls in
+    // flight finish — for at most the grace period.
+    let drain = config.drain;
     let reporter = health_reporter.clone();
+    let (stopping_tx, stopping) = tokio::sync::oneshot::channel::<()>();
     let shutdown = async move {
         shutdown.await;
-        tracing::info!("shutting down: no longer serving");
+        tracing::info!(
+            grace_ms = drain.grace.as_millis() as u64,
+            "shutting down: health is NOT_SERVING, finishing calls in flight"
+        );
+        let _ = stopping_tx.send(());
         draining.store(true, Ordering::Relaxed);
         reporter
             .set_not_serving::<WorkerServer<WorkerService>>()
             .await;
+        tokio::time::sleep(drain.delay).await;
     };
+    let mut builder = builder
+        .http2_keepalive_interval(Some(Duration::from_secs(10)))
+        .http2_keepalive_timeout(Some(Duration::from_secs(5)));
+    if let Some(age) = drain.max_connection_age {
+        builder = builder.max_connection_age(age);
+    }
     let served = builder
-        .http2_keepalive_interval(Some(std::time::Duration::from_secs(30)))
         .tcp_nodelay(true)
         .layer(telemetry::server_layer(metrics))
         .layer(AuthLayer::new(sec.token_digest))
@@ -161,9 +177,21 @@ async fn serve_targets(
         .add_service(health)
         .add_service(reflection)
         .add_service(worker)
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
-        .await
-        .context("gRPC server failed");
+        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown);
+    tokio::pin!(served);
+    let served = tokio::select! {
+        served = &mut served => served.context("gRPC server failed"),
+        _ = async {
+            if stopping.await.is_ok() {
+                tokio::time::sleep(drain.grace).await;
+            } else {
+                std::future::pending::<()>().await;
+            }
+        } => {
+            tracing::warn!("calls still in flight after the grace period; stopping anyway");
+            Ok(())
+        }
+    };
     let _ = stop_health.send(());
     if let Some(task) = health_task {
         let _ = task.await;
