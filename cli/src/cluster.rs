@@ -29,6 +29,8 @@ pub struct Cluster {
     dir: Option<tempfile::TempDir>,
     port: u16,
     server: Child,
+    bin: PathBuf,
+    extra_args: Vec<String>,
 }
 
 impl Cluster {
@@ -86,6 +88,8 @@ impl Cluster {
                         dir: Some(dir),
                         port,
                         server,
+                        bin,
+                        extra_args: extra_args.iter().map(|a| a.to_string()).collect(),
                     });
                 }
                 Err(e) => last_err = Some(e),
@@ -114,7 +118,36 @@ impl Cluster {
         self.shutdown();
     }
 
+    /// Stops the server (fast shutdown: sessions are ended) and keeps its
+    /// files, for [`Cluster::resume`].
+    pub fn pause(&mut self) {
+        self.stop_server();
+    }
+
+    /// Starts the server again on the same port and data.
+    pub fn resume(&mut self) -> Result<()> {
+        let dir = self.dir.as_ref().context("the cluster was deleted")?.path();
+        let run_as = run_as_user()?;
+        let extra: Vec<&str> = self.extra_args.iter().map(String::as_str).collect();
+        self.server = start_server(
+            &self.bin,
+            &dir.join("data"),
+            dir,
+            self.port,
+            run_as.as_ref(),
+            &extra,
+        )?;
+        Ok(())
+    }
+
     fn shutdown(&mut self) {
+        self.stop_server();
+        if let Some(dir) = self.dir.take() {
+            let _ = dir.close();
+        }
+    }
+
+    fn stop_server(&mut self) {
         if let Ok(None) = self.server.try_wait() {
             let pid = Pid::from_raw(self.server.id() as i32);
             // SIGINT is PostgreSQL's "fast shutdown": abort transactions, exit.
@@ -128,9 +161,6 @@ impl Cluster {
             }
             let _ = self.server.kill();
             let _ = self.server.wait();
-        }
-        if let Some(dir) = self.dir.take() {
-            let _ = dir.close();
         }
     }
 }

@@ -35,6 +35,16 @@ impl Pg {
         })
     }
 
+    /// Stops the server (sessions are ended), keeping its data.
+    pub fn pause(&mut self) {
+        self.cluster.pause();
+    }
+
+    /// Starts the server again, on the same port, with the same data.
+    pub fn resume(&mut self) -> Result<()> {
+        self.cluster.resume()
+    }
+
     /// URL of `database` as the superuser.
     pub fn url(&self, database: &str) -> String {
         self.cluster.url(database)
