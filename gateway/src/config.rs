@@ -11,6 +11,7 @@ use clap::{Args as ClapArgs, ValueEnum};
 use crate::auth::jwt::JwtSettings;
 use crate::auth::prm::ResourceMetadata;
 use crate::auth::tokens::TokenStore;
+use crate::fleet::discovery::{self, Entry, Sources};
 use crate::secret::{self, Secret};
 use crate::toolsets::Toolsets;
 use crate::worker_link::{LinkConfig, TlsFiles};
@@ -25,8 +26,10 @@ pub struct Args {
     #[arg(long, env = "PGMCP_GATEWAY_LISTEN", default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,
 
-    /// Workers to send calls to: comma-separated gRPC URLs (http://host:port,
-    /// or https://host:port with --tls-ca).
+    /// Workers to send calls to, comma-separated: gRPC URLs (http://host:port,
+    /// or https://host:port with --tls-ca) and `dns://name:port` entries, whose
+    /// every address is a worker (a Kubernetes headless Service), resolved
+    /// again every --discovery-interval-ms.
     #[arg(
         long,
         env = "PGMCP_WORKERS",
@@ -175,6 +178,33 @@ pub struct Args {
     pub max_concurrent_calls_per_principal: usize,
 
     // ----- workers -----
+    /// File listing more workers, one entry (as in --workers) per line; read
+    /// again every --discovery-interval-ms, so workers can be added and
+    /// removed without a restart.
+    #[arg(long, env = "PGMCP_WORKERS_FILE")]
+    pub workers_file: Option<PathBuf>,
+
+    /// How often `dns://` entries are resolved and --workers-file is read, in
+    /// milliseconds.
+    #[arg(long, env = "PGMCP_DISCOVERY_INTERVAL_MS", default_value_t = 5_000)]
+    pub discovery_interval_ms: u64,
+
+    /// Requests served at once over HTTP; beyond it, requests are answered
+    /// at once with 503 and `Retry-After` (load shedding) instead of queuing.
+    #[arg(long, env = "PGMCP_MAX_CONCURRENT_REQUESTS", default_value_t = 512)]
+    pub max_concurrent_requests: usize,
+
+    /// MCP requests per second each principal may make (a token bucket with
+    /// a burst of the same size); beyond it, 429 with `Retry-After`. 0 turns
+    /// the limit off.
+    #[arg(long, env = "PGMCP_RATE_LIMIT_PER_PRINCIPAL", default_value_t = 0)]
+    pub rate_limit_per_principal: u32,
+
+    /// How long a stopping gateway waits for requests in flight, in
+    /// milliseconds, before it exits anyway.
+    #[arg(long, env = "PGMCP_SHUTDOWN_GRACE_MS", default_value_t = 25_000)]
+    pub shutdown_grace_ms: u64,
+
     /// How long to wait for a connection to a worker, in milliseconds.
     #[arg(long, env = "PGMCP_WORKER_CONNECT_TIMEOUT_MS", default_value_t = 2_000)]
     pub worker_connect_timeout_ms: u64,
@@ -300,7 +330,10 @@ impl AuthConfig {
 #[derive(Debug, Clone)]
 pub struct Config {
     pub listen: SocketAddr,
-    pub workers: Vec<String>,
+    pub workers: Sources,
+    pub max_concurrent_requests: usize,
+    pub rate_limit_per_principal: u32,
+    pub shutdown_grace: Duration,
     pub stdio: bool,
     /// `None` when any Host is accepted.
     pub allowed_hosts: Option<Vec<String>>,
@@ -336,17 +369,28 @@ fn clean(list: &[String]) -> Vec<String> {
 
 impl Config {
     pub fn from_args(args: &Args) -> Result<Self> {
-        let workers = clean(&args.workers);
-        if workers.is_empty() {
+        let entries = clean(&args.workers)
+            .iter()
+            .map(|w| Entry::parse(w))
+            .collect::<Result<Vec<_>>>()?;
+        if let Some(path) = &args.workers_file {
+            // Read now, so a bad file fails at start-up.
+            discovery::read_file(path)?;
+        }
+        if entries.is_empty() && args.workers_file.is_none() {
             bail!(
-                "no workers configured: pass --workers http://host:port[,…] (or set PGMCP_WORKERS)"
+                "no workers configured: pass --workers http://host:port[,…] or dns://name:port \
+                 (or set PGMCP_WORKERS), or --workers-file"
             );
         }
-        for w in &workers {
-            if !(w.starts_with("http://") || w.starts_with("https://")) {
-                bail!("worker address `{w}` must be a URL such as http://127.0.0.1:50051");
-            }
+        if args.max_concurrent_requests == 0 {
+            bail!("--max-concurrent-requests must be at least 1");
         }
+        let workers = Sources {
+            entries,
+            file: args.workers_file.clone(),
+            interval: Duration::from_millis(args.discovery_interval_ms.max(100)),
+        };
         if args.default_max_rows == 0 || args.max_rows == 0 {
             bail!("--default-max-rows and --max-rows must be at least 1");
         }
@@ -435,6 +479,9 @@ impl Config {
         Ok(Config {
             listen: args.listen,
             workers,
+            max_concurrent_requests: args.max_concurrent_requests,
+            rate_limit_per_principal: args.rate_limit_per_principal,
+            shutdown_grace: Duration::from_millis(args.shutdown_grace_ms),
             stdio: args.stdio,
             allowed_hosts,
             allowed_origins,

@@ -4,7 +4,8 @@
 //! the OAuth protected resource metadata.
 //!
 //! Layers around `/mcp`, outermost first: CORS (only when `--cors-origins`
-//! is set), the request body limit, authentication ([`crate::auth::layer`]),
+//! is set), load shedding ([`crate::admission`]), the request body limit,
+//! authentication ([`crate::auth::layer`]), the per-principal rate limit,
 //! then rmcp's own Host and Origin checks (DNS-rebinding protection).
 
 use std::sync::Arc;
@@ -22,6 +23,7 @@ use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, Stream
 use tokio_util::sync::CancellationToken;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
+use crate::admission;
 use crate::auth::jwks::KeySet;
 use crate::auth::jwt::JwtVerifier;
 use crate::auth::{self, Authenticator, HttpAuth, prm};
@@ -71,8 +73,11 @@ pub async fn router(config: &Config, mcp: PgMcp, shutdown: CancellationToken) ->
     });
     let enabled = http_auth.authenticator.enabled();
 
-    let mcp_routes = Router::new()
-        .nest_service("/mcp", service)
+    let mut mcp_routes = Router::new().nest_service("/mcp", service);
+    if let Some(rate) = admission::PrincipalRate::new(config.rate_limit_per_principal) {
+        mcp_routes = mcp_routes.layer(middleware::from_fn_with_state(rate, admission::rate));
+    }
+    let mcp_routes = mcp_routes
         .layer(middleware::from_fn_with_state(
             http_auth.clone(),
             auth::layer,
@@ -80,6 +85,10 @@ pub async fn router(config: &Config, mcp: PgMcp, shutdown: CancellationToken) ->
         .layer(middleware::from_fn_with_state(
             config.max_request_body_bytes,
             limit_body,
+        ))
+        .layer(middleware::from_fn_with_state(
+            admission::Shedder::new(config.max_concurrent_requests),
+            admission::shed,
         ));
     let mut app = Router::new()
         .route("/healthz", get(|| async { "ok\n" }))

@@ -15,6 +15,7 @@
 //! completion), [`prompts`], [`listing_cursor`] (cursors of catalog
 //! listings), [`telemetry`] (traces, metrics, logs).
 
+pub mod admission;
 pub mod auth;
 pub mod call;
 pub mod catalog;
@@ -46,7 +47,7 @@ pub use server::PgMcp;
 /// Builds the MCP service for `config`.
 pub fn service(config: &Config) -> Result<PgMcp> {
     let metrics = telemetry::Metrics::new()?;
-    let fleet = fleet::Fleet::new(&config.workers, &config.link, &metrics)?;
+    let fleet = fleet::Fleet::new(config.workers.clone(), &config.link, &metrics)?;
     let cursors = match &config.cursor_secret {
         Some(key) => cursor::CursorKey::new(key.expose().as_bytes().to_vec(), config.cursor_ttl),
         None => {
@@ -115,17 +116,39 @@ pub async fn serve_http(
     let app = http::router(&config, mcp, token.clone()).await?;
     tracing::info!(
         addr = %listener.local_addr()?,
-        workers = ?config.workers,
+        workers = ?config.workers.entries,
         auth = if config.auth.enabled() { "on" } else { "off" },
         "gateway listening; MCP at /mcp"
     );
-    axum::serve(listener, app)
-        .with_graceful_shutdown(async move {
-            shutdown.await;
-            token.cancel();
-        })
-        .await
-        .context("HTTP server failed")
+    // On shutdown: stop accepting, let requests in flight finish, and exit
+    // anyway once the grace period has passed.
+    let grace = config.shutdown_grace;
+    let (stopping_tx, stopping) = tokio::sync::oneshot::channel::<()>();
+    let server = axum::serve(listener, app).with_graceful_shutdown(async move {
+        shutdown.await;
+        tracing::info!(
+            grace_ms = grace.as_millis() as u64,
+            "shutting down: finishing requests in flight"
+        );
+        let _ = stopping_tx.send(());
+    });
+    let server = server.into_future();
+    tokio::pin!(server);
+    let result = tokio::select! {
+        served = &mut server => served.context("HTTP server failed"),
+        _ = async {
+            if stopping.await.is_ok() {
+                tokio::time::sleep(grace).await;
+            } else {
+                std::future::pending::<()>().await;
+            }
+        } => {
+            tracing::warn!("requests still in flight after the grace period; exiting");
+            Ok(())
+        }
+    };
+    token.cancel();
+    result
 }
 
 /// Completes on the first SIGINT or SIGTERM.

@@ -90,32 +90,61 @@ fn tls_config(files: &TlsFiles) -> Result<ClientTlsConfig> {
     Ok(tls)
 }
 
-/// Builds the clients for `urls`; connections open lazily on first use.
-pub fn clients(
-    urls: &[String],
-    cfg: &LinkConfig,
-    metrics: &Arc<Metrics>,
-) -> Result<Vec<WorkerClient<WorkerChannel>>> {
-    let tls = cfg.tls.as_ref().map(tls_config).transpose()?;
-    let authorization = match &cfg.token {
-        Some(t) => Some(
-            AsciiMetadataValue::try_from(format!("Bearer {}", t.expose()))
-                .map_err(|_| anyhow::anyhow!("the worker token must be printable ASCII"))?,
-        ),
-        None => None,
-    };
-    let mut out = Vec::with_capacity(urls.len());
-    for url in urls {
-        let mut endpoint = Endpoint::from_shared(url.clone())
+/// What every worker channel shares: TLS settings (files read once), the
+/// worker token, limits and metrics.
+pub struct Link {
+    cfg: LinkConfig,
+    tls: Option<ClientTlsConfig>,
+    authorization: Option<AsciiMetadataValue>,
+    metrics: Arc<Metrics>,
+}
+
+impl Link {
+    pub fn new(cfg: &LinkConfig, metrics: &Arc<Metrics>) -> Result<Self> {
+        let tls = cfg.tls.as_ref().map(tls_config).transpose()?;
+        let authorization = match &cfg.token {
+            Some(t) => Some(
+                AsciiMetadataValue::try_from(format!("Bearer {}", t.expose()))
+                    .map_err(|_| anyhow::anyhow!("the worker token must be printable ASCII"))?,
+            ),
+            None => None,
+        };
+        Ok(Link {
+            cfg: cfg.clone(),
+            tls,
+            authorization,
+            metrics: metrics.clone(),
+        })
+    }
+
+    /// True when workers are reached over TLS.
+    pub fn tls(&self) -> bool {
+        self.tls.is_some()
+    }
+
+    /// The channel to the worker at `url`; `domain` is the name to verify in
+    /// its certificate when the URL holds an address (a DNS-discovered
+    /// worker), unless `--tls-domain` says otherwise. The connection opens
+    /// lazily on first use and reconnects after failures.
+    pub fn channel(&self, url: &str, domain: Option<&str>) -> Result<WorkerChannel> {
+        let mut endpoint = Endpoint::from_shared(url.to_string())
             .with_context(|| format!("invalid worker address `{url}`"))?
-            .connect_timeout(cfg.connect_timeout)
+            .connect_timeout(self.cfg.connect_timeout)
             .tcp_nodelay(true)
-            .http2_keep_alive_interval(Duration::from_secs(30))
+            .http2_keep_alive_interval(Duration::from_secs(10))
+            .keep_alive_timeout(Duration::from_secs(5))
             .keep_alive_while_idle(true);
-        match (&tls, url.starts_with("https://")) {
+        match (&self.tls, url.starts_with("https://")) {
             (Some(tls), true) => {
+                let mut tls = tls.clone();
+                if let (Some(d), None) = (
+                    domain,
+                    self.cfg.tls.as_ref().and_then(|t| t.domain.as_ref()),
+                ) {
+                    tls = tls.domain_name(d.to_string());
+                }
                 endpoint = endpoint
-                    .tls_config(tls.clone())
+                    .tls_config(tls)
                     .with_context(|| format!("TLS settings for worker `{url}`"))?;
             }
             (Some(_), false) => bail!(
@@ -130,16 +159,21 @@ pub fn clients(
         let channel = InterceptedService::new(
             endpoint.connect_lazy(),
             Outbound {
-                authorization: authorization.clone(),
+                authorization: self.authorization.clone(),
             },
         );
-        let channel = tower::Layer::layer(&ClientLayer::new(metrics.clone(), url), channel);
-        let client = WorkerClient::new(channel)
-            .max_decoding_message_size(cfg.max_message_bytes)
-            .max_encoding_message_size(cfg.max_message_bytes);
-        out.push(client);
+        Ok(tower::Layer::layer(
+            &ClientLayer::new(self.metrics.clone(), url),
+            channel,
+        ))
     }
-    Ok(out)
+
+    /// A worker client on `channel`, with the message size limits.
+    pub fn client(&self, channel: WorkerChannel) -> WorkerClient<WorkerChannel> {
+        WorkerClient::new(channel)
+            .max_decoding_message_size(self.cfg.max_message_bytes)
+            .max_encoding_message_size(self.cfg.max_message_bytes)
+    }
 }
 
 /// Percent-encodes everything outside visible ASCII (and `%`), so any
