@@ -131,6 +131,12 @@ impl Proc {
         snapshot(&self.logs)
     }
 
+    /// Kills the process (SIGKILL): no drain, no goodbye.
+    pub async fn kill(&mut self) -> Result<()> {
+        self.child.kill().await?;
+        Ok(())
+    }
+
     /// Sends SIGTERM and waits for the exit (killing it after a while).
     pub async fn stop(&mut self) -> Result<ExitStatus> {
         if let Some(status) = self.child.try_wait()? {

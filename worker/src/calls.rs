@@ -42,6 +42,11 @@ impl CallsLayer {
             max,
         }
     }
+
+    /// Calls admitted and not yet ended (their responses still streaming).
+    pub fn in_flight(&self) -> usize {
+        self.max - self.slots.available_permits()
+    }
 }
 
 impl<S> Layer<S> for CallsLayer {

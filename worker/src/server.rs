@@ -163,6 +163,7 @@ async fn serve_targets(
             .await;
         tokio::time::sleep(drain.delay).await;
     };
+    let calls = CallsLayer::new(sec.max_concurrent_calls);
     let mut builder = builder
         .http2_keepalive_interval(Some(Duration::from_secs(10)))
         .http2_keepalive_timeout(Some(Duration::from_secs(5)));
@@ -173,7 +174,7 @@ async fn serve_targets(
         .tcp_nodelay(true)
         .layer(telemetry::server_layer(metrics))
         .layer(AuthLayer::new(sec.token_digest))
-        .layer(CallsLayer::new(sec.max_concurrent_calls))
+        .layer(calls.clone())
         .add_service(health)
         .add_service(reflection)
         .add_service(worker)
@@ -181,14 +182,28 @@ async fn serve_targets(
     tokio::pin!(served);
     let served = tokio::select! {
         served = &mut served => served.context("gRPC server failed"),
-        _ = async {
-            if stopping.await.is_ok() {
-                tokio::time::sleep(drain.grace).await;
-            } else {
+        // Long-lived streams (health watches) would hold the server open:
+        // once the calls in flight are done, or the grace period is over,
+        // it stops.
+        done = async {
+            if stopping.await.is_err() {
                 std::future::pending::<()>().await;
             }
+            let started = tokio::time::Instant::now();
+            tokio::time::sleep(drain.delay).await;
+            while calls.in_flight() > 0 {
+                if started.elapsed() >= drain.grace {
+                    return false;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            true
         } => {
-            tracing::warn!("calls still in flight after the grace period; stopping anyway");
+            if done {
+                tracing::info!("calls in flight finished; stopping");
+            } else {
+                tracing::warn!("calls still in flight after the grace period; stopping anyway");
+            }
             Ok(())
         }
     };
