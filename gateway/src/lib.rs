@@ -24,6 +24,8 @@ pub mod config;
 pub mod cursor;
 pub mod errors;
 pub mod fleet;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod http;
 pub mod limits;
 pub mod listing_cursor;

@@ -16,18 +16,33 @@ use crate::config::Limits;
 use crate::errors::GatewayError;
 
 /// Refuses an SQL statement over `max_sql_bytes` or with more than
-/// `max_params` parameters, in the words the worker uses.
+/// `max_params` parameters, in the words the worker uses. Every tool that
+/// carries SQL (`query`, `execute`, `explain`, each statement of
+/// `transaction`, each query of `batch_query`) checks it before calling a
+/// worker.
 pub fn check_statement(sql: &str, params: usize, limits: &Limits) -> Result<(), GatewayError> {
+    check_statement_in(None, sql, params, limits)
+}
+
+/// [`check_statement`] for one item of a list; `item` (e.g. `statement 3`)
+/// starts the message so the caller knows which one to shorten.
+pub fn check_statement_in(
+    item: Option<&str>,
+    sql: &str,
+    params: usize,
+    limits: &Limits,
+) -> Result<(), GatewayError> {
+    let at = item.map(|i| format!("{i}: ")).unwrap_or_default();
     if sql.len() > limits.max_sql_bytes {
         return Err(GatewayError::invalid(format!(
-            "the SQL statement is {} bytes, over this gateway's limit of {} bytes (max_sql_bytes)",
+            "{at}the SQL statement is {} bytes, over this gateway's limit of {} bytes (max_sql_bytes)",
             sql.len(),
             limits.max_sql_bytes
         )));
     }
     if params > limits.max_params {
         return Err(GatewayError::invalid(format!(
-            "{params} params given, over this gateway's limit of {} (max_params)",
+            "{at}{params} params given, over this gateway's limit of {} (max_params)",
             limits.max_params
         )));
     }

@@ -89,8 +89,24 @@ impl PgMcp {
         }
     }
 
-    /// The router of every tool (each file in `tools/` adds its own).
+    /// The router of every tool (each file in `tools/` adds its own), with
+    /// input schemas compacted (see [`crate::tools::compact`]; argument
+    /// descriptions are kept: they tell the model how to call).
     fn tools() -> ToolRouter<PgMcp> {
+        let mut router = Self::all_tools();
+        for route in router.map.values_mut() {
+            let mut schema = serde_json::Value::Object((*route.attr.input_schema).clone());
+            crate::tools::compact(&mut schema, crate::tools::Schema::Input);
+            if let serde_json::Value::Object(mut o) = schema {
+                // "Arguments of `query`." says nothing the tool does not.
+                o.remove("description");
+                route.attr.input_schema = Arc::new(o);
+            }
+        }
+        router
+    }
+
+    fn all_tools() -> ToolRouter<PgMcp> {
         Self::query_router()
             + Self::execute_router()
             + Self::transaction_router()

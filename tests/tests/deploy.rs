@@ -10,12 +10,23 @@
 //! left after its preStop sleep, and that grace period must cover the longest
 //! call the container's configuration allows.
 //!
-//! The only substitutions: listen addresses `0.0.0.0:P` become
-//! `127.0.0.1:<free port>` (P must be a declared containerPort); a URL whose
-//! host names a rendered Service leads to the loopback port of the container
-//! that Service selects; the database URL (from the Secret) becomes a
-//! throwaway cluster; mount paths become a temporary directory; the pod name
-//! is made up; telemetry endpoints point at a closed loopback port.
+//! Gateways must require authentication (they listen on every interface),
+//! workers must require the gateways' worker token, and every call a gateway
+//! makes with a client's token must reach a worker. Every pgmcp container
+//! must be annotated for Prometheus and serve its metrics there; dev and
+//! production must send traces to their collector.
+//!
+//! The only substitutions: listen addresses `0.0.0.0:P` keep their address
+//! (so the gateway's refusal to serve a non-loopback address without
+//! authentication applies as in the cluster) but get a free port instead of
+//! P (which must be a declared containerPort), and are probed on loopback; a
+//! URL whose host names a rendered Service leads to the loopback port of the
+//! container that Service selects; the database URL (from the Secret)
+//! becomes a throwaway cluster; Secrets the operator creates (not rendered)
+//! are filled from their `*.example.yaml` templates, each placeholder
+//! (`REPLACE-WITH-…`, or `sha256:REPLACE-WITH-…`) becoming a fresh random
+//! token (or its digest); mount paths become a temporary directory; the pod
+//! name is made up; telemetry endpoints point at a closed loopback port.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
@@ -59,6 +70,29 @@ async fn shared_fleet_overlay_runs_as_written() -> Result<()> {
         "shared-fleet: expected two gateway Deployments sharing one worker Deployment, got {} gateways and {} workers",
         fleet.gateways,
         fleet.workers
+    );
+    // The gateways differ in authentication and toolsets: the analysts'
+    // tokens read (core tools only), the backend's tokens also write, and
+    // it serves the DBA toolset.
+    let tools = |name: &str| {
+        fleet
+            .tools
+            .get(&format!("Deployment/{name}"))
+            .with_context(|| format!("shared-fleet has no {name}: {:?}", fleet.tools.keys()))
+    };
+    let analysts = tools("pgmcp-gateway-analysts")?;
+    let backend = tools("pgmcp-gateway-backend")?;
+    ensure!(
+        analysts.contains("query") && !analysts.contains("execute"),
+        "the analysts' tokens should read and not write; they see {analysts:?}"
+    );
+    ensure!(
+        !analysts.contains("database_health"),
+        "the analysts' gateway should serve only the core toolset; it lists {analysts:?}"
+    );
+    ensure!(
+        backend.contains("execute") && backend.contains("database_health"),
+        "the backend's tokens should write, and its gateway serve the DBA toolset; they see {backend:?}"
     );
     Ok(())
 }
@@ -215,6 +249,8 @@ async fn every_pod_is_probed_drained_pinned_and_restricted() -> Result<()> {
 struct Ran {
     gateways: usize,
     workers: usize,
+    /// Per gateway workload: the tools its clients' tokens see, together.
+    tools: BTreeMap<String, BTreeSet<String>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -234,7 +270,134 @@ struct Plan<'a> {
     files: Vec<(PathBuf, String)>,
     /// containerPort → loopback port.
     ports: BTreeMap<u16, u16>,
+    /// The bearer tokens of the gateway's clients (empty without authentication).
+    bearers: Vec<String>,
+    /// Where the process's output goes.
+    log: PathBuf,
     _dir: tempfile::TempDir,
+}
+
+/// Secrets the operator creates, filled from their templates once per run,
+/// so that every container mounting one sees the same content.
+#[derive(Default)]
+struct OperatorSecrets {
+    /// Secret name → key → content, from every `*.example.yaml`.
+    templates: BTreeMap<String, BTreeMap<String, String>>,
+    /// `Secret/NAME key` → the filled content.
+    filled: BTreeMap<String, String>,
+    /// `sha256:<hex>` → the plain token, for every token generated.
+    plain: BTreeMap<String, String>,
+    generated: u64,
+}
+
+impl OperatorSecrets {
+    fn load() -> Result<Self> {
+        let mut templates = BTreeMap::new();
+        let root = pgmcp_tests::kube::workspace_root().join("deploy/kubernetes");
+        let mut dirs = vec![root];
+        while let Some(dir) = dirs.pop() {
+            for entry in std::fs::read_dir(&dir)? {
+                let path = entry?.path();
+                if path.is_dir() {
+                    dirs.push(path);
+                } else if path.to_string_lossy().ends_with(".example.yaml") {
+                    let m = Manifests::parse(
+                        &path.display().to_string(),
+                        &std::fs::read_to_string(&path)?,
+                    )?;
+                    for secret in m.of_kind("Secret") {
+                        let name = secret["metadata"]["name"]
+                            .as_str()
+                            .unwrap_or("")
+                            .to_string();
+                        if let Some(data) = m.secret(&name)? {
+                            templates.insert(name, data);
+                        }
+                    }
+                }
+            }
+        }
+        Ok(OperatorSecrets {
+            templates,
+            ..Default::default()
+        })
+    }
+
+    /// The shape check of a Secret the manifests expect the operator to create.
+    fn has(&self, name: &str, key: &str) -> bool {
+        self.templates
+            .get(name)
+            .is_some_and(|d| d.contains_key(key))
+    }
+
+    /// The content of key `key` of Secret `name`: its template with every
+    /// placeholder replaced by a fresh token (or that token's digest).
+    fn fill(&mut self, name: &str, key: &str) -> Result<String> {
+        let origin = format!("Secret/{name} {key}");
+        if let Some(content) = self.filled.get(&origin) {
+            return Ok(content.clone());
+        }
+        let template = self
+            .templates
+            .get(name)
+            .and_then(|d| d.get(key))
+            .with_context(|| {
+                format!(
+                    "{origin} is neither rendered nor described by a *.example.yaml template under deploy/kubernetes/"
+                )
+            })?
+            .clone();
+        let mut content = String::new();
+        for line in template.split_inclusive('\n') {
+            let mut line = line.to_string();
+            let words: Vec<String> = line.split_whitespace().map(str::to_string).collect();
+            for word in words.iter().filter(|w| w.contains("REPLACE-WITH")) {
+                self.generated += 1;
+                let token = hex(&pgmcp_gateway::auth::tokens::digest(
+                    format!(
+                        "{:?} {} {}",
+                        Instant::now(),
+                        std::process::id(),
+                        self.generated
+                    )
+                    .as_bytes(),
+                ));
+                let digest = format!(
+                    "sha256:{}",
+                    hex(&pgmcp_gateway::auth::tokens::digest(token.as_bytes()))
+                );
+                let replacement = if word.starts_with("sha256:") {
+                    digest.clone()
+                } else {
+                    token.clone()
+                };
+                self.plain.insert(digest, token);
+                line = line.replacen(word.as_str(), &replacement, 1);
+            }
+            content.push_str(&line);
+        }
+        self.filled.insert(origin, content.clone());
+        Ok(content)
+    }
+
+    /// The plain tokens of a static tokens file (`PRINCIPAL PERMISSIONS TOKEN`
+    /// lines): written as they are, or generated here for a digest.
+    fn bearers(&self, tokens: &str) -> Vec<String> {
+        tokens
+            .split(['\n', ';'])
+            .filter_map(|line| {
+                let token = line.split('#').next()?.split_whitespace().nth(2)?;
+                match token.strip_prefix("sha256:") {
+                    Some(_) => self.plain.get(token).cloned(),
+                    None => Some(token.to_string()),
+                }
+            })
+            .collect()
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 async fn runs_as_written(path: &'static str) -> Result<Ran> {
@@ -265,10 +428,12 @@ async fn runs_as_written(path: &'static str) -> Result<Ran> {
         }
     }
 
+    let mut secrets = OperatorSecrets::load()?;
     let mut plans = Vec::new();
     for c in &containers {
-        plans.push(plan(&m, *c, &loopback, &database_url)?);
+        plans.push(plan(&m, *c, &loopback, &database_url, &mut secrets)?);
     }
+    check_telemetry(&m, &containers)?;
     let workers = plans.iter().filter(|p| p.role == Role::Worker).count();
     let gateways = plans.iter().filter(|p| p.role == Role::Gateway).count();
     ensure!(
@@ -286,8 +451,13 @@ async fn runs_as_written(path: &'static str) -> Result<Ran> {
         }
     }
 
+    let mut tools = BTreeMap::new();
     for p in plans.iter().filter(|p| p.role == Role::Gateway) {
         check_hosts(&m, p).await?;
+        tools.insert(p.container.workload_id(), check_calls(&m, p).await?);
+    }
+    for p in &plans {
+        check_metrics(p).await?;
     }
 
     // SIGTERM, gateways first, as a rollout would.
@@ -296,7 +466,11 @@ async fn runs_as_written(path: &'static str) -> Result<Ran> {
         stop(p, child).await?;
     }
     drop(pg);
-    Ok(Ran { gateways, workers })
+    Ok(Ran {
+        gateways,
+        workers,
+        tools,
+    })
 }
 
 /// Resolves a container's command, args, environment and files, and checks
@@ -306,6 +480,7 @@ fn plan<'a>(
     c: Container<'a>,
     loopback: &BTreeMap<(String, u16), u16>,
     database_url: &str,
+    secrets: &mut OperatorSecrets,
 ) -> Result<Plan<'a>> {
     let id = c.workload_id();
     let command = c.command();
@@ -340,10 +515,14 @@ fn plan<'a>(
     // database URL file holds the throwaway cluster's URL.
     let mut mounts: Vec<(String, PathBuf)> = Vec::new();
     let mut files = Vec::new();
-    let template = Manifests::parse(
-        "base/database-secret.example.yaml",
-        include_str!("../../deploy/kubernetes/base/database-secret.example.yaml"),
-    )?;
+    let tokens_file = match env.get("PGMCP_AUTH_TOKENS_FILE") {
+        Some(EnvValue::Literal(path)) => Some(path.clone()),
+        Some(other) => {
+            bail!("{id}: PGMCP_AUTH_TOKENS_FILE comes from {other:?}; it should be a path")
+        }
+        None => None,
+    };
+    let mut bearers = Vec::new();
     for f in c.files(m)? {
         let local = dir.path().join(f.path.trim_start_matches('/'));
         let content = if url_file.as_deref() == Some(f.path.as_str()) {
@@ -354,25 +533,35 @@ fn plan<'a>(
                     .strip_prefix("Secret/")
                     .and_then(|o| o.split_once(' '))
                     .context("the database URL file is not from a Secret")?;
-                let shaped = template
-                    .secret(object)?
-                    .is_some_and(|d| d.contains_key(key));
                 ensure!(
-                    shaped,
-                    "{id} reads its database URL from {}, but deploy/kubernetes/base/database-secret.example.yaml \
-                     does not define that Secret and key",
+                    secrets.has(object, key),
+                    "{id} reads its database URL from {}, but no deploy/kubernetes/**/*.example.yaml \
+                     defines that Secret and key",
                     f.origin
                 );
             }
             database_url.to_string()
+        } else if let Some(content) = &f.content {
+            content.clone()
         } else {
-            f.content.clone().with_context(|| {
-                format!(
-                    "{id} mounts {} ({}), which is not rendered",
-                    f.path, f.origin
-                )
-            })?
+            // A Secret the operator creates: filled from its template.
+            let (object, key) = f
+                .origin
+                .strip_prefix("Secret/")
+                .and_then(|o| o.split_once(' '))
+                .with_context(|| {
+                    format!(
+                        "{id} mounts {} ({}), which is not rendered",
+                        f.path, f.origin
+                    )
+                })?;
+            secrets
+                .fill(object, key)
+                .with_context(|| format!("{id} mounts {}", f.path))?
         };
+        if tokens_file.as_deref() == Some(f.path.as_str()) {
+            bearers = secrets.bearers(&content);
+        }
         if let Some(parent) = local.parent() {
             mounts.push((
                 f.path
@@ -385,13 +574,31 @@ fn plan<'a>(
         }
         files.push((local, content));
     }
-    if let Some(path) = &url_file {
+    for (var, path) in [
+        ("DATABASE_URL_FILE", &url_file),
+        ("PGMCP_AUTH_TOKENS_FILE", &tokens_file),
+    ] {
+        if let Some(path) = path {
+            ensure!(
+                c.files(m)?.iter().any(|f| &f.path == path),
+                "{id}: {var} is {path}, which no volume provides"
+            );
+        }
+    }
+    if let Some(EnvValue::Literal(tokens))
+    | Some(EnvValue::Secret {
+        value: Some(tokens),
+        ..
+    }) = env.get("PGMCP_AUTH_TOKENS")
+    {
+        bearers.extend(secrets.bearers(tokens));
+    }
+    if let Some(path) = &tokens_file {
         ensure!(
-            c.files(m)?.iter().any(|f| &f.path == path),
-            "{id}: DATABASE_URL_FILE is {path}, which no volume provides"
+            !bearers.is_empty(),
+            "{id}: the tokens file {path} holds no token this test can present (only digests of unknown tokens)"
         );
     }
-
     let mut rewriter = Rewriter {
         m,
         container: c,
@@ -475,6 +682,36 @@ fn plan<'a>(
         "{id}: terminationGracePeriodSeconds {grace} < preStop {pre_stop} s + {limit_var} {max_call_ms} ms"
     );
 
+    // Exposure: a gateway on a non-loopback address needs authentication
+    // (the binary refuses to start otherwise; said here with the reason).
+    if role == Role::Gateway {
+        let listen = argv
+            .iter()
+            .find_map(|a| a.strip_prefix("--listen="))
+            .or(resolved_env.get("PGMCP_GATEWAY_LISTEN").map(String::as_str))
+            .unwrap_or("127.0.0.1:8080");
+        let loopback = listen.starts_with("127.")
+            || listen.starts_with("[::1]")
+            || listen.starts_with("localhost:");
+        let authenticated = env.contains_key("PGMCP_AUTH_TOKENS_FILE")
+            || env.contains_key("PGMCP_AUTH_TOKENS")
+            || env.contains_key("PGMCP_JWT_ISSUER");
+        ensure!(
+            loopback || authenticated,
+            "{id} listens on {listen} without authentication: give it PGMCP_AUTH_TOKENS_FILE (a Secret) or JWT settings"
+        );
+    }
+
+    // gateway → worker: both sides hold the worker token.
+    if let Some(EnvValue::Literal(path)) = env.get("PGMCP_WORKER_TOKEN_FILE") {
+        ensure!(
+            c.files(m)?.iter().any(|f| &f.path == path),
+            "{id}: PGMCP_WORKER_TOKEN_FILE is {path}, which no volume provides"
+        );
+    } else {
+        bail!("{id} has no PGMCP_WORKER_TOKEN_FILE: workers must serve only the gateways");
+    }
+
     Ok(Plan {
         container: c,
         role,
@@ -483,6 +720,8 @@ fn plan<'a>(
         env: resolved_env,
         files,
         ports,
+        bearers,
+        log: dir.path().join("output.log"),
         _dir: dir,
     })
 }
@@ -506,7 +745,7 @@ impl Rewriter<'_, '_> {
     fn item(&mut self, key: &str, item: &str) -> Result<String> {
         let c = &self.container;
         let id = c.workload_id();
-        // A listen address.
+        // A listen address: every interface, as in the pod, on a free port.
         for any in ["0.0.0.0:", "[::]:"] {
             if let Some(port) = item.strip_prefix(any) {
                 let port: u16 = port.parse()?;
@@ -514,7 +753,7 @@ impl Rewriter<'_, '_> {
                     format!("{id} listens on {item} ({key}), which is not a declared containerPort")
                 })?;
                 self.used_ports.insert(port);
-                return Ok(format!("127.0.0.1:{local}"));
+                return Ok(format!("{any}{local}"));
             }
         }
         // A URL: to a Service of these manifests, or to a telemetry collector.
@@ -560,11 +799,14 @@ async fn spawn(p: &Plan<'_>) -> Result<Child> {
     }
     let program = p.program.clone();
     let exe = tokio::task::spawn_blocking(move || pgmcp_tests::bins::bin(&program)).await??;
+    let log = std::fs::File::create(&p.log)?;
     Command::new(exe)
         .args(&p.argv)
         .env_clear()
         .envs(&p.env)
         .stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log)
         .kill_on_drop(true)
         .spawn()
         .with_context(|| format!("starting {} of {}", p.program, p.container.workload_id()))
@@ -596,10 +838,13 @@ async fn wait_ready(p: &Plan<'_>, child: &mut Child) -> Result<()> {
             return Ok(());
         }
         if let Some(status) = child.try_wait()? {
+            let output = std::fs::read_to_string(&p.log).unwrap_or_default();
+            let tail: Vec<&str> = output.lines().rev().take(5).collect();
             bail!(
-                "{id} ({} {:?}) exited with {status} before it was ready",
+                "{id} ({} {:?}) exited with {status} before it was ready; its last words:\n{}",
                 p.program,
-                p.argv
+                p.argv,
+                tail.into_iter().rev().collect::<Vec<_>>().join("\n")
             );
         }
         if Instant::now() > deadline {
@@ -707,29 +952,232 @@ async fn check_hosts(m: &Manifests, p: &Plan<'_>) -> Result<()> {
         }
     }
     ensure!(!hosts.is_empty(), "no Service selects {id}");
-    let http = *p.ports.values().next().context("the gateway has no port")?;
+    let http = gateway_port(p)?;
+    let bearer = p.bearers.first().map(String::as_str);
     for (host, path) in &hosts {
-        let (status, body) = mcp_initialize(http, path, host).await?;
+        let (status, body) = mcp_post(http, path, host, bearer, INITIALIZE).await?;
         ensure!(
             status == 200,
             "{id} answered HTTP {status} to MCP at http://{host}{path}: keep PGMCP_ALLOWED_HOSTS in step \
              with its Services and Ingresses ({body})"
         );
     }
-    let (status, _) = mcp_initialize(http, "/mcp", "rebinding.attacker.example").await?;
+    let (status, _) = mcp_post(
+        http,
+        "/mcp",
+        "rebinding.attacker.example",
+        bearer,
+        INITIALIZE,
+    )
+    .await?;
     ensure!(
         status == 403,
         "{id} accepted a foreign Host header (HTTP {status})"
     );
+    // Without a token: refused. The base manifests always configure
+    // authentication; an overlay that turns it off must say so with
+    // --insecure-no-auth, and this test then expects the call to pass.
+    let insecure = p.argv.iter().any(|a| a == "--insecure-no-auth")
+        || p.env
+            .get("PGMCP_INSECURE_NO_AUTH")
+            .is_some_and(|v| v == "true");
+    let (host, path) = &hosts[0];
+    let (status, _) = mcp_post(http, path, host, None, INITIALIZE).await?;
+    if insecure {
+        ensure!(
+            status == 200,
+            "{id} runs with --insecure-no-auth but answered HTTP {status}"
+        );
+    } else {
+        ensure!(
+            status == 401,
+            "{id} answered HTTP {status} to a request without a token, expected 401"
+        );
+    }
     Ok(())
 }
 
-/// POSTs an MCP `initialize` with the given Host header; returns (status, body).
-async fn mcp_initialize(port: u16, path: &str, host: &str) -> Result<(u16, String)> {
+/// The gateway's HTTP port on loopback.
+fn gateway_port(p: &Plan<'_>) -> Result<u16> {
+    let http = p
+        .container
+        .ports()
+        .into_iter()
+        .find(|(name, _)| name.as_deref() == Some("http"))
+        .map(|(_, port)| port)
+        .context("the gateway declares no port named http")?;
+    local_port(p, http)
+}
+
+const INITIALIZE: &str = r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"deploy-test","version":"0"}}}"#;
+
+/// Each of the gateway's clients lists its tools and calls `list_databases`,
+/// which needs a worker: the gateway's worker token is the workers' one.
+/// Returns the tools all clients see together.
+async fn check_calls(m: &Manifests, p: &Plan<'_>) -> Result<BTreeSet<String>> {
+    let id = p.container.workload_id();
+    let http = gateway_port(p)?;
+    let service = m
+        .of_kind("Service")
+        .find(|svc| {
+            let labels = p.container.pod_labels();
+            svc["spec"]["selector"].as_object().is_some_and(|s| {
+                !s.is_empty()
+                    && s.iter()
+                        .all(|(k, v)| labels.get(k).map(String::as_str) == v.as_str())
+            })
+        })
+        .and_then(|svc| svc["metadata"]["name"].as_str())
+        .with_context(|| format!("no Service selects {id}"))?;
+    let mut clients: Vec<Option<&str>> = p.bearers.iter().map(|b| Some(b.as_str())).collect();
+    if clients.is_empty() {
+        clients.push(None);
+    }
+    let mut tools = BTreeSet::new();
+    for bearer in clients {
+        let list = r#"{"jsonrpc":"2.0","id":2,"method":"tools/list","params":{}}"#;
+        let listed = mcp_result(http, service, bearer, list)
+            .await
+            .with_context(|| format!("tools/list on {id}"))?;
+        for tool in listed["tools"].as_array().into_iter().flatten() {
+            tools.insert(tool["name"].as_str().unwrap_or("").to_string());
+        }
+        let call = r#"{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"list_databases","arguments":{}}}"#;
+        let result = mcp_result(http, service, bearer, call)
+            .await
+            .with_context(|| format!("list_databases on {id}"))?;
+        ensure!(
+            result["isError"] != true
+                && result["structuredContent"]["databases"]
+                    .as_array()
+                    .is_some_and(|d| !d.is_empty()),
+            "{id}: list_databases through the worker failed (is the worker token the same on both sides?): {result}"
+        );
+    }
+    Ok(tools)
+}
+
+/// One MCP request (stateless, protocol 2025-06-18); its JSON-RPC result.
+async fn mcp_result(
+    port: u16,
+    host: &str,
+    bearer: Option<&str>,
+    body: &str,
+) -> Result<serde_json::Value> {
+    let (status, text) = mcp_post(port, "/mcp", host, bearer, body).await?;
+    ensure!(status == 200, "HTTP {status}: {text}");
+    // A JSON body, or server-sent events whose `data:` carries the response.
+    let json = text
+        .lines()
+        .find_map(|l| l.strip_prefix("data:"))
+        .unwrap_or(&text)
+        .trim();
+    let response: serde_json::Value =
+        serde_json::from_str(json).with_context(|| format!("not a JSON-RPC response: {text}"))?;
+    ensure!(
+        response["error"].is_null(),
+        "JSON-RPC error: {}",
+        response["error"]
+    );
+    Ok(response["result"].clone())
+}
+
+/// Every pgmcp container is annotated for Prometheus, on a declared port,
+/// and serves metrics there.
+async fn check_metrics(p: &Plan<'_>) -> Result<()> {
+    let id = p.container.workload_id();
+    let annotations = &p.container.workload["spec"]["template"]["metadata"]["annotations"];
+    ensure!(
+        annotations["prometheus.io/scrape"] == "true",
+        "{id}: its pods are not annotated prometheus.io/scrape: \"true\""
+    );
+    let port: u16 = annotations["prometheus.io/port"]
+        .as_str()
+        .context("no prometheus.io/port annotation")?
+        .parse()
+        .with_context(|| format!("{id}: prometheus.io/port is not a port number"))?;
+    let path = annotations["prometheus.io/path"]
+        .as_str()
+        .unwrap_or("/metrics");
+    let local = local_port(p, port)?;
+    let (status, body) = timeout(
+        Duration::from_secs(5),
+        pgmcp_tests::gateway::http_get(([127, 0, 0, 1], local).into(), path, "127.0.0.1"),
+    )
+    .await
+    .with_context(|| format!("{id}: no answer from its metrics endpoint"))??;
+    ensure!(
+        status == 200 && body.contains("# TYPE"),
+        "{id}: GET {path} on its metrics port {port} answered HTTP {status}: {body:.200}"
+    );
+    Ok(())
+}
+
+/// Dev sends the traces of every pgmcp container to Jaeger, production to
+/// its collector: OTLP endpoint and service name set.
+fn check_telemetry(m: &Manifests, containers: &[Container<'_>]) -> Result<()> {
+    let expects = match m.path.as_str() {
+        "overlays/dev" => "jaeger",
+        "overlays/production" => "otel-collector",
+        _ => return Ok(()),
+    };
+    for c in containers {
+        let id = c.workload_id();
+        let env = c.env(m)?;
+        let literal = |k: &str| match env.get(k) {
+            Some(EnvValue::Literal(v)) => Some(v.clone()),
+            _ => None,
+        };
+        let endpoint = literal("OTEL_EXPORTER_OTLP_ENDPOINT")
+            .with_context(|| format!("{}: {id} sets no OTEL_EXPORTER_OTLP_ENDPOINT", m.path))?;
+        ensure!(
+            endpoint.contains(expects),
+            "{}: {id} sends traces to {endpoint}, expected {expects}",
+            m.path
+        );
+        ensure!(
+            literal("OTEL_SERVICE_NAME").is_some(),
+            "{}: {id} sets no OTEL_SERVICE_NAME",
+            m.path
+        );
+        if expects == "jaeger" {
+            let authority = endpoint
+                .split("://")
+                .nth(1)
+                .unwrap_or("")
+                .split('/')
+                .next()
+                .unwrap_or("");
+            let (host, port) = authority
+                .rsplit_once(':')
+                .context("no port in the OTLP endpoint")?;
+            ensure!(
+                m.service_target(host, port.parse()?, c.namespace())?
+                    .is_some(),
+                "{}: {id} sends traces to {endpoint}, which names no rendered Service",
+                m.path
+            );
+        }
+    }
+    Ok(())
+}
+
+/// POSTs `body` to the MCP endpoint with the given Host header and bearer
+/// token; returns (status, body). HTTP/1.0, so the body is never chunked.
+async fn mcp_post(
+    port: u16,
+    path: &str,
+    host: &str,
+    bearer: Option<&str>,
+    body: &str,
+) -> Result<(u16, String)> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let body = r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"deploy-test","version":"0"}}}"#;
+    let auth = bearer
+        .map(|t| format!("Authorization: Bearer {t}\r\n"))
+        .unwrap_or_default();
     let request = format!(
-        "POST {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n\
+        "POST {path} HTTP/1.0\r\nHost: {host}\r\nContent-Type: application/json\r\n{auth}\
+         MCP-Protocol-Version: 2025-06-18\r\n\
          Accept: application/json, text/event-stream\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
     );

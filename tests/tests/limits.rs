@@ -1,6 +1,7 @@
 //! Limits the gateway and the worker enforce, each with an error naming the
 //! limit and its value: concurrent calls per principal, the worker's
-//! admission limit, SQL size and parameter count at the gateway, and the gRPC
+//! admission limit, SQL size and parameter count at the gateway (for every
+//! tool that carries SQL), and the gRPC
 //! message size in both directions. (The HTTP body limit is in
 //! `gateway_http.rs`; the worker's own SQL and row limits in `worker_query.rs`.)
 
@@ -128,6 +129,105 @@ async fn gateway_checks_sql_size_and_params_before_calling_a_worker() -> Result<
         .query(json!({"sql": "SELECT $1::int + $2::int", "params": [1, 2]}))
         .await?;
     assert_eq!(structured(&res)["rows"], json!([[3]]), "{}", text(&res));
+    Ok(())
+}
+
+/// `execute`, `explain`, each statement of `transaction` and each query of
+/// `batch_query` get the same early check as `query`: the gateway refuses an
+/// oversized statement, naming the limit and its value (and which item),
+/// before any worker sees it.
+#[tokio::test]
+async fn every_tool_carrying_sql_checks_its_size_at_the_gateway() -> Result<()> {
+    let stack = Stack::start_with(
+        "CREATE TABLE t (id int, note text)",
+        &["--mode", "read-write"],
+        &["--max-sql-bytes", "64", "--max-params", "2"],
+    )
+    .await?;
+    let pad = "x".repeat(60);
+    let long_insert = format!("INSERT INTO t VALUES (1, '{pad}')");
+    let long_select = format!("SELECT '{pad}'");
+    let limit = |n: usize| {
+        format!(
+            "the SQL statement is {n} bytes, over this gateway's limit of 64 bytes (max_sql_bytes)"
+        )
+    };
+    let call = |tool: &'static str, args: serde_json::Value| {
+        let client = &stack.client;
+        async move { mcp::call_tool(client, tool, args).await }
+    };
+
+    let res = call("execute", json!({"sql": long_insert})).await?;
+    assert!(is_error(&res));
+    assert!(
+        text(&res).contains(&limit(long_insert.len())),
+        "{}",
+        text(&res)
+    );
+    assert_eq!(
+        structured(&res)["error"]["kind"],
+        "invalid_request",
+        "{}",
+        text(&res)
+    );
+
+    let res = call(
+        "transaction",
+        json!({"statements": [{"sql": "INSERT INTO t VALUES (2, 'short')"}, {"sql": long_insert}]}),
+    )
+    .await?;
+    assert!(is_error(&res));
+    assert!(
+        text(&res).contains(&format!("statement 2: {}", limit(long_insert.len()))),
+        "{}",
+        text(&res)
+    );
+    let res = call(
+        "transaction",
+        json!({"statements": [{"sql": "INSERT INTO t VALUES ($1, $2, $3)", "params": [1, "a", 3]}]}),
+    )
+    .await?;
+    assert!(
+        text(&res)
+            .contains("statement 1: 3 params given, over this gateway's limit of 2 (max_params)"),
+        "{}",
+        text(&res)
+    );
+
+    let res = call(
+        "batch_query",
+        json!({"queries": [{"sql": "SELECT 1"}, {"sql": long_select}]}),
+    )
+    .await?;
+    assert!(is_error(&res));
+    assert!(
+        text(&res).contains(&format!("query 2: {}", limit(long_select.len()))),
+        "{}",
+        text(&res)
+    );
+
+    let res = call("explain", json!({"sql": long_select})).await?;
+    assert!(is_error(&res));
+    assert!(
+        text(&res).contains(&limit(long_select.len())),
+        "{}",
+        text(&res)
+    );
+
+    // Nothing reached the database: not even the transaction's first statement.
+    let res = stack
+        .query(json!({"sql": "SELECT count(*)::int FROM t"}))
+        .await?;
+    assert_eq!(structured(&res)["rows"], json!([[0]]), "{}", text(&res));
+    // Under the limits, the same tools work.
+    let res = call(
+        "execute",
+        json!({"sql": "INSERT INTO t VALUES ($1, $2)", "params": [1, "a"]}),
+    )
+    .await?;
+    assert!(!is_error(&res), "{}", text(&res));
+    let res = call("explain", json!({"sql": "SELECT * FROM t"})).await?;
+    assert!(!is_error(&res), "{}", text(&res));
     Ok(())
 }
 

@@ -2,8 +2,8 @@
 //! `query` paging, end to end against a real PostgreSQL.
 
 use pgmcp_tests::Stack;
-use pgmcp_tests::gateway::InProcessGateway;
 use pgmcp_tests::mcp::{self, is_error, structured, text};
+use pgmcp_tests::procs::Proc;
 use serde_json::json;
 
 const SHOP: &str = r#"
@@ -375,11 +375,22 @@ async fn bulk_insert_loads_100k_rows_or_nothing() -> anyhow::Result<()> {
 
 #[tokio::test]
 async fn paging_through_10000_rows_across_two_gateways() -> anyhow::Result<()> {
-    let secret = ["--cursor-secret", "0123456789abcdef0123456789abcdef"];
-    let stack = Stack::start_with(SHOP, &[], &secret).await?;
-    let other = InProcessGateway::start(&[stack.worker.url()], &secret).await?;
-    let other_client = mcp::http_client(&other.mcp_url()).await?;
-    let clients = [&stack.client, &other_client];
+    // Two gateway processes sharing one cursor key, read from a file as a
+    // mounted Secret would be, in front of one worker process.
+    let pg = pgmcp_tests::Pg::start()?;
+    let url = pg.create_db("app").await?;
+    pg.exec("app", SHOP).await?;
+    let worker = Proc::worker(&url, &[], &[]).await?;
+    let dir = tempfile::tempdir()?;
+    let secret_file = dir.path().join("cursor-secret");
+    std::fs::write(&secret_file, "0123456789abcdef0123456789abcdef\n")?;
+    let secret_path = secret_file.to_string_lossy().to_string();
+    let env = [("PGMCP_CURSOR_SECRET_FILE", secret_path.as_str())];
+    let one = Proc::gateway(&[worker.url()], &[], &env).await?;
+    let two = Proc::gateway(&[worker.url()], &[], &env).await?;
+    let one_client = mcp::http_client(&format!("{}/mcp", one.url())).await?;
+    let two_client = mcp::http_client(&format!("{}/mcp", two.url())).await?;
+    let clients = [&one_client, &two_client];
 
     let mut seen = Vec::new();
     let mut args = json!({"sql": "SELECT n FROM numbers ORDER BY n", "page_size": 1000});
@@ -413,16 +424,17 @@ async fn paging_through_10000_rows_across_two_gateways() -> anyhow::Result<()> {
             "different query",
         ),
     ] {
-        let res = stack.query(args).await?;
+        let res = mcp::call_tool(&two_client, "query", args).await?;
         assert!(is_error(&res));
         assert!(text(&res).contains(needle), "{}", text(&res));
     }
-    let stranger = InProcessGateway::start(
-        &[stack.worker.url()],
+    let stranger = Proc::gateway(
+        &[worker.url()],
         &["--cursor-secret", "another-key-another-key-another"],
+        &[],
     )
     .await?;
-    let stranger_client = mcp::http_client(&stranger.mcp_url()).await?;
+    let stranger_client = mcp::http_client(&format!("{}/mcp", stranger.url())).await?;
     let res = mcp::call_tool(&stranger_client, "query", json!({"cursor": good})).await?;
     assert!(is_error(&res));
     assert!(text(&res).contains("invalid cursor"), "{}", text(&res));

@@ -90,6 +90,14 @@ Use it to gather several facts in one call (counts from different tables, a few 
                 None,
             );
         }
+        for (i, q) in args.queries.iter().enumerate() {
+            let item = format!("query {}", i + 1);
+            if let Err(e) =
+                crate::limits::check_statement_in(Some(&item), &q.sql, q.params.len(), limits)
+            {
+                return error_result(&e, None);
+            }
+        }
         let timeout_ms = match check_timeout(
             args.timeout_ms,
             limits.default_timeout_ms,

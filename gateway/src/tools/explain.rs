@@ -85,6 +85,9 @@ indexes).",
             Err(e) => return error_result(&e, None),
         };
         let limits = &self.shared.limits;
+        if let Err(e) = crate::limits::check_statement(&args.sql, args.params.len(), limits) {
+            return error_result(&e, None);
+        }
         let timeout_ms = match check_timeout(
             args.timeout_ms,
             limits.default_timeout_ms,

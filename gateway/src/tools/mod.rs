@@ -370,34 +370,155 @@ pub struct ErrorBody {
     pub position: Option<u32>,
 }
 
-/// The `outputSchema` of a tool whose results are `T`: an object that is
-/// either a `T` or, for a failed call, an [`ErrorOutput`] — so clients
-/// that validate `structuredContent` accept both.
+/// The `outputSchema` of a tool whose results are `T`: the fields of a `T`
+/// and, for a failed call, `error` (`{"kind", "message", …}`, see
+/// [`ErrorOutput`]), so clients that validate `structuredContent` accept
+/// both.
+///
+/// Output schemas were the bulk of `tools/list`, which every client puts in
+/// front of the model, so they say only which fields exist and their types:
+/// [`compact`] drops descriptions (the tool description and the text result
+/// say it for the model) and `required` lists (a failed call carries only
+/// `error`).
 pub(crate) fn output_schema<T: JsonSchema + 'static>() -> Arc<JsonObject> {
-    let ok = schema_for_output::<T>();
-    let err = schema_for_output::<ErrorOutput>();
-    let mut defs = JsonObject::new();
-    let mut branch = |schema: &JsonObject| {
-        let mut s = schema.clone();
-        s.remove("$schema");
-        if let Some(Value::Object(d)) = s.remove("$defs") {
-            defs.extend(d);
-        }
-        Value::Object(s)
-    };
-    let ok = branch(&ok);
-    let err = branch(&err);
-    let mut out = JsonObject::new();
-    out.insert(
-        "$schema".into(),
-        Value::String("https://json-schema.org/draft/2020-12/schema".into()),
-    );
-    out.insert("type".into(), Value::String("object".into()));
-    out.insert("anyOf".into(), Value::Array(vec![ok, err]));
-    if !defs.is_empty() {
-        out.insert("$defs".into(), Value::Object(defs));
+    let mut out = Value::Object((*schema_for_output::<T>()).clone());
+    // Nested objects are named by their field and typed, not spelled out:
+    // the model sees their fields in every result (docs/tools.md lists them).
+    let defs = out
+        .as_object_mut()
+        .and_then(|o| o.remove("$defs"))
+        .unwrap_or(Value::Null);
+    inline_refs(&mut out, &defs, 0);
+    if let Some(props) = out.get_mut("properties").and_then(Value::as_object_mut) {
+        props.insert("error".into(), serde_json::json!({"type": "object"}));
     }
-    Arc::new(out)
+    compact(&mut out, Schema::Output);
+    match out {
+        Value::Object(o) => Arc::new(o),
+        _ => Arc::new(JsonObject::new()),
+    }
+}
+
+/// Replaces each `{"$ref": "#/$defs/X"}` by the JSON type of `X` (an
+/// object's fields are not repeated; an enum keeps its values).
+fn inline_refs(schema: &mut Value, defs: &Value, depth: usize) {
+    if depth > 64 {
+        return;
+    }
+    match schema {
+        Value::Object(map) => {
+            if let Some(name) = map
+                .get("$ref")
+                .and_then(Value::as_str)
+                .and_then(|r| r.strip_prefix("#/$defs/"))
+            {
+                let def = &defs[name];
+                let mut short = JsonObject::new();
+                for key in ["type", "enum"] {
+                    if let Some(v) = def.get(key) {
+                        short.insert(key.into(), v.clone());
+                    }
+                }
+                // A documented enum: `oneOf` of `const`s.
+                let consts: Option<Vec<Value>> = def
+                    .get("oneOf")
+                    .or(def.get("anyOf"))
+                    .and_then(Value::as_array)
+                    .and_then(|b| b.iter().map(|v| v.get("const").cloned()).collect());
+                if short.is_empty()
+                    && let Some(consts) = consts
+                {
+                    short.insert("enum".into(), Value::Array(consts));
+                }
+                if short.is_empty() {
+                    // Something else: spelled out after all.
+                    let mut full = def.clone();
+                    inline_refs(&mut full, defs, depth + 1);
+                    *schema = full;
+                } else {
+                    *map = short;
+                }
+                return;
+            }
+            for v in map.values_mut() {
+                inline_refs(v, defs, depth + 1);
+            }
+        }
+        Value::Array(items) => {
+            for v in items {
+                inline_refs(v, defs, depth + 1);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Which side of a tool a schema describes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Schema {
+    /// `inputSchema`: argument descriptions stay, they tell the model how
+    /// to call.
+    Input,
+    /// `outputSchema`: field names and types only.
+    Output,
+}
+
+/// Removes from a schema what a model does not need: `$schema` (2020-12 is
+/// the MCP default), `title`, `format` (an annotation only), `minimum: 0`
+/// of unsigned integers; in input schemas, `null` as an alternative type of
+/// optional arguments (leaving an argument out says the same); in output
+/// schemas, every `description` and `required`. Keys of `properties` and
+/// `$defs` are names, not keywords, and are kept.
+pub(crate) fn compact(schema: &mut Value, side: Schema) {
+    compact_at(schema, side, 0);
+}
+
+fn compact_at(schema: &mut Value, side: Schema, depth: usize) {
+    if depth > 64 {
+        return;
+    }
+    match schema {
+        Value::Object(map) => {
+            map.remove("$schema");
+            map.remove("title");
+            map.remove("format");
+            if map.get("minimum") == Some(&Value::from(0)) {
+                map.remove("minimum");
+            }
+            match side {
+                Schema::Output => {
+                    map.remove("description");
+                    map.remove("required");
+                }
+                Schema::Input => {
+                    if let Some(Value::Array(types)) = map.get("type")
+                        && types.len() == 2
+                        && types.iter().any(|t| t == "null")
+                        && let Some(other) = types.iter().find(|t| *t != "null").cloned()
+                    {
+                        map.insert("type".into(), other);
+                    }
+                }
+            }
+            for (key, value) in map.iter_mut() {
+                if key == "properties" || key == "$defs" {
+                    if let Value::Object(named) = value {
+                        for v in named.values_mut() {
+                            compact_at(v, side, depth + 1);
+                        }
+                    }
+                } else if key != "default" && key != "enum" && key != "const" {
+                    compact_at(value, side, depth + 1);
+                }
+            }
+        }
+        Value::Array(items) => {
+            for v in items {
+                compact_at(v, side, depth + 1);
+            }
+        }
+        _ => {}
+    }
 }
 
 /// A successful result: `text` for the model, `value` as `structuredContent`.
@@ -594,10 +715,20 @@ mod tests {
 
     #[test]
     fn output_schema_accepts_results_and_errors() {
-        let schema = output_schema::<Item>();
-        assert_eq!(schema.get("type"), Some(&json!("object")));
-        let any = schema.get("anyOf").and_then(Value::as_array);
-        assert_eq!(any.map(Vec::len), Some(2));
+        let schema = Value::Object((*output_schema::<Item>()).clone());
+        // The result's fields and `error`, none required, no prose.
+        assert_eq!(
+            schema,
+            json!({
+                "type": "object",
+                "additionalProperties": false,
+                "properties": {
+                    "sql": {"type": "string"},
+                    "params": {"type": "array", "items": true, "default": []},
+                    "error": {"type": "object"}
+                }
+            })
+        );
     }
 }
 

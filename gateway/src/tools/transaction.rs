@@ -73,6 +73,14 @@ A failed call is never retried automatically.",
                 None,
             );
         }
+        for (i, s) in args.statements.iter().enumerate() {
+            let item = format!("statement {}", i + 1);
+            if let Err(e) =
+                crate::limits::check_statement_in(Some(&item), &s.sql, s.params.len(), limits)
+            {
+                return error_result(&e, None);
+            }
+        }
         let timeout_ms = match check_timeout(
             args.timeout_ms,
             limits.default_timeout_ms,
