@@ -8,8 +8,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use anyhow::{Context, Result};
 use pgmcp_proto::v1::worker_server::WorkerServer;
 use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
+use tonic::transport::server::TcpIncoming;
 
 use crate::config::Config;
 use crate::history::History;
@@ -123,7 +123,12 @@ async fn serve_targets(
         .add_service(health)
         .add_service(reflection)
         .add_service(worker)
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
+        // `tcp_nodelay` above applies only to listeners tonic binds itself;
+        // without it, Nagle's algorithm holds back the end of each response.
+        .serve_with_incoming_shutdown(
+            TcpIncoming::from(listener).with_nodelay(Some(true)),
+            shutdown,
+        )
         .await
         .context("gRPC server failed")?;
     Ok(())
