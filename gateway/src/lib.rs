@@ -106,6 +106,13 @@ pub async fn serve_http(
     let token = CancellationToken::new();
     let app = http::router(mcp, config.allowed_hosts.clone(), token.clone());
     tracing::info!(addr = %listener.local_addr()?, workers = ?config.workers, "gateway listening; MCP at /mcp");
+    // Answers go out as soon as they are written, not held back by Nagle's
+    // algorithm until the client acknowledges the previous segment.
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %e, "cannot set TCP_NODELAY");
+        }
+    });
     axum::serve(listener, app)
         .with_graceful_shutdown(async move {
             shutdown.await;
