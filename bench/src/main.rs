@@ -61,6 +61,10 @@ struct Cli {
     /// building them.
     #[arg(long)]
     bin_dir: Option<PathBuf>,
+
+    /// Only these paths of the load cases (for profiling one of them).
+    #[arg(long, value_delimiter = ',', default_values = ["sqlx", "grpc", "mcp"])]
+    paths: Vec<String>,
 }
 
 /// Concurrency levels of every load case.
@@ -199,6 +203,9 @@ async fn bench(cli: &Cli, bins: &bins::Bins, cluster: &Cluster, out: &Path) -> R
     for sql in [SELECT_1, ROWS_1000] {
         for concurrency in CONCURRENCY {
             for path in ["sqlx", "grpc", "mcp"] {
+                if !cli.paths.iter().any(|p| p == path) {
+                    continue;
+                }
                 eprintln!(
                     "pgmcp-bench: {} via {path}, concurrency {concurrency}",
                     sql.case
