@@ -126,6 +126,13 @@ pub async fn serve_http(
     // anyway once the grace period has passed.
     let grace = config.shutdown_grace;
     let (stopping_tx, stopping) = tokio::sync::oneshot::channel::<()>();
+    // Answers go out as soon as they are written, not held back by Nagle's
+    // algorithm until the client acknowledges the previous segment.
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %e, "cannot set TCP_NODELAY");
+        }
+    });
     let server = axum::serve(listener, app).with_graceful_shutdown(async move {
         shutdown.await;
         tracing::info!(

@@ -1,11 +1,31 @@
 //! Compact text rendering of a result for the model: a header line, one line
 //! per row, values separated by ` | `, and a closing line with the count.
 
+use std::fmt::Write as _;
+
 use pgmcp_proto::v1::Column;
 
 /// Renders columns and JSON-array rows as compact text.
 pub fn table(columns: &[Column], rows: &[Vec<u8>], row_count: u64, note: Option<&str>) -> String {
-    let mut out = String::with_capacity(64 + rows.iter().map(Vec::len).sum::<usize>());
+    let values: Vec<serde_json::Value> = rows
+        .iter()
+        .map(|row| {
+            serde_json::from_slice(row)
+                .unwrap_or_else(|_| serde_json::Value::String(String::from_utf8_lossy(row).into()))
+        })
+        .collect();
+    table_values(columns, &values, row_count, note)
+}
+
+/// As [`table`], for rows already parsed (each a JSON array; anything else
+/// is written as it is).
+pub fn table_values(
+    columns: &[Column],
+    rows: &[serde_json::Value],
+    row_count: u64,
+    note: Option<&str>,
+) -> String {
+    let mut out = String::with_capacity(64 + rows.len() * 32);
     if !columns.is_empty() {
         let header: Vec<String> = columns
             .iter()
@@ -15,8 +35,8 @@ pub fn table(columns: &[Column], rows: &[Vec<u8>], row_count: u64, note: Option<
         out.push('\n');
     }
     for row in rows {
-        match serde_json::from_slice::<Vec<serde_json::Value>>(row) {
-            Ok(values) => {
+        match row {
+            serde_json::Value::Array(values) => {
                 for (i, v) in values.iter().enumerate() {
                     if i > 0 {
                         out.push_str(" | ");
@@ -24,15 +44,17 @@ pub fn table(columns: &[Column], rows: &[Vec<u8>], row_count: u64, note: Option<
                     cell(&mut out, v);
                 }
             }
-            Err(_) => out.push_str(&String::from_utf8_lossy(row)),
+            other => cell(&mut out, other),
         }
         out.push('\n');
     }
-    out.push_str(&format!(
+    // `write!` into a String cannot fail.
+    let _ = write!(
+        out,
         "({} row{})",
         row_count,
         if row_count == 1 { "" } else { "s" }
-    ));
+    );
     if let Some(note) = note {
         out.push('\n');
         out.push_str(note);
@@ -46,12 +68,15 @@ fn cell(out: &mut String, v: &serde_json::Value) {
         serde_json::Value::String(s) => {
             // Keep one row per line.
             if s.contains(['\n', '\r', '|']) {
-                out.push_str(&serde_json::Value::String(s.clone()).to_string());
+                let _ = write!(out, "{v}");
             } else {
                 out.push_str(s);
             }
         }
-        other => out.push_str(&other.to_string()),
+        // Numbers, booleans, objects and arrays as JSON, written in place.
+        other => {
+            let _ = write!(out, "{other}");
+        }
     }
 }
 

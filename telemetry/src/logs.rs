@@ -1,6 +1,6 @@
 //! Log lines on stderr: human-readable, or JSON with the trace context.
 //!
-//! `RUST_LOG` filters the logs only (default `info`); it never changes which
+//! `RUST_LOG` filters the logs only (default `info,rmcp=warn`); it never changes which
 //! spans are exported. In JSON, every line written inside a traced span
 //! carries `trace_id` and `span_id` (lowercase hex, as in `traceparent`), so
 //! a log search and a trace lead to each other.
@@ -16,12 +16,18 @@ use tracing_subscriber::{Layer, layer::Context};
 
 use crate::LogFormat;
 
+/// The filter when `RUST_LOG` is not set: `info`, except rmcp's own info
+/// lines, which in stateless mode come once per request ("Service
+/// initialized as server …") and would cost more than the request.
+const DEFAULT_FILTER: &str = "info,rmcp=warn";
+
 /// The logging layer for `format`, filtered by `RUST_LOG`.
 pub(crate) fn layer<S>(format: LogFormat) -> Box<dyn Layer<S> + Send + Sync>
 where
     S: Subscriber + for<'a> LookupSpan<'a> + Send + Sync,
 {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(DEFAULT_FILTER));
     match format {
         LogFormat::Text => tracing_subscriber::fmt::layer()
             .with_writer(std::io::stderr)

@@ -11,6 +11,7 @@ use pgmcp_proto::v1::worker_server::WorkerServer;
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
+use tonic::transport::server::TcpIncoming;
 
 use crate::auth::AuthLayer;
 use crate::calls::CallsLayer;
@@ -178,7 +179,12 @@ async fn serve_targets(
         .add_service(health)
         .add_service(reflection)
         .add_service(worker)
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown);
+        // `tcp_nodelay` above applies only to listeners tonic binds itself;
+        // without it, Nagle's algorithm holds back the end of each response.
+        .serve_with_incoming_shutdown(
+            TcpIncoming::from(listener).with_nodelay(Some(true)),
+            shutdown,
+        );
     tokio::pin!(served);
     let served = tokio::select! {
         served = &mut served => served.context("gRPC server failed"),

@@ -23,7 +23,9 @@ pub mod top_queries;
 pub mod transaction;
 pub mod vacuum_table;
 
-use std::sync::Arc;
+use std::any::TypeId;
+use std::collections::HashMap;
+use std::sync::{Arc, OnceLock, RwLock};
 use std::time::Duration;
 
 use pgmcp_proto::error::ErrorKind;
@@ -163,16 +165,31 @@ pub(crate) fn rows_json(rows: &[Vec<u8>]) -> Vec<serde_json::Value> {
 pub(crate) fn parse_args<T: DeserializeOwned + JsonSchema + 'static>(
     args: JsonObject,
 ) -> Result<T, GatewayError> {
-    let schema = schema_for_type::<T>();
-    let root = Value::Object((*schema).clone());
+    let root = input_schema::<T>();
+    let root = root.as_ref();
     let mut value = Value::Object(args);
-    coerce(&mut value, &root, &root, 0);
+    coerce(&mut value, root, root, 0);
     serde_json::from_value(value).map_err(|e| {
         GatewayError::invalid(format!(
             "invalid arguments: {e}. Expected arguments: {}",
-            shape(&root, &root, 0)
+            shape(root, root, 0)
         ))
     })
+}
+
+/// `T`'s input schema as a JSON value, made once per type (not per call).
+fn input_schema<T: JsonSchema + 'static>() -> Arc<Value> {
+    static SCHEMAS: OnceLock<RwLock<HashMap<TypeId, Arc<Value>>>> = OnceLock::new();
+    let schemas = SCHEMAS.get_or_init(Default::default);
+    let id = TypeId::of::<T>();
+    if let Some(schema) = schemas.read().ok().and_then(|s| s.get(&id).cloned()) {
+        return schema;
+    }
+    let schema = Arc::new(Value::Object((*schema_for_type::<T>()).clone()));
+    if let Ok(mut s) = schemas.write() {
+        s.insert(id, schema.clone());
+    }
+    schema
 }
 
 /// How deep into nested schemas coercion and shapes go.

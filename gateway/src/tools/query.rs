@@ -208,9 +208,11 @@ impl PgMcp {
                 note,
             }
         });
-        let mut text = render::table(
+        // Each row is parsed once, for both the text and structuredContent.
+        let rows = rows_json(&out.rows);
+        let mut text = render::table_values(
             &out.columns,
-            &out.rows,
+            &rows,
             row_count,
             truncation.as_ref().map(|t| t.note.as_str()),
         );
@@ -220,14 +222,19 @@ impl PgMcp {
         }
         let output = QueryOutput {
             columns: out.columns.iter().map(ColumnOut::from).collect(),
-            rows: rows_json(&out.rows),
+            rows: Vec::new(),
             row_count,
             offset: page.offset,
             truncated: out.summary.truncated,
             truncation,
             next_cursor,
         };
-        structured_result(text, &output)
+        let mut result = structured_result(text, &output);
+        // The rows move in rather than being serialized into a copy.
+        if let Some(serde_json::Value::Object(content)) = result.structured_content.as_mut() {
+            content.insert("rows".into(), serde_json::Value::Array(rows));
+        }
+        result
     }
 }
 

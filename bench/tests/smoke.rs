@@ -1,0 +1,81 @@
+//! The harness in smoke mode: a few calls per case against real processes.
+//! Checks that every section of the report is there; never timings.
+
+use std::process::Command;
+
+use anyhow::{Context, Result, ensure};
+use serde_json::Value;
+
+#[test]
+fn smoke_run_writes_every_section() -> Result<()> {
+    let out = tempfile::tempdir()?;
+    let run = Command::new(env!("CARGO_BIN_EXE_pgmcp-bench"))
+        .args(["--smoke", "--rows", "20000", "--out"])
+        .arg(out.path())
+        .output()
+        .context("running pgmcp-bench")?;
+    ensure!(
+        run.status.success(),
+        "pgmcp-bench --smoke failed ({}):\n{}",
+        run.status,
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let text = std::fs::read_to_string(out.path().join("report.json"))?;
+    let report: Value = serde_json::from_str(&text)?;
+
+    ensure!(report["meta"]["smoke"] == true, "meta: {}", report["meta"]);
+    let load = report["load"].as_array().context("no load section")?;
+    for case in ["SELECT 1", "1,000 rows"] {
+        for path in ["sqlx", "grpc", "mcp"] {
+            for concurrency in [1, 8, 32] {
+                let found = load.iter().find(|l| {
+                    l["case"] == case && l["path"] == path && l["concurrency"] == concurrency
+                });
+                let l = found.with_context(|| format!("no {case} / {path} / {concurrency}"))?;
+                for key in ["calls", "calls_per_s", "p50_us", "p90_us", "p99_us"] {
+                    ensure!(l[key].is_number(), "{case}/{path}/{concurrency}: no {key}");
+                }
+                ensure!(l["calls"].as_u64() == Some(3 * concurrency), "calls: {l}");
+            }
+        }
+    }
+    for process in ["gateway", "worker"] {
+        for key in ["idle_kib", "under_load_kib", "after_load_kib"] {
+            ensure!(
+                report["memory"][process][key]
+                    .as_u64()
+                    .is_some_and(|v| v > 0),
+                "memory.{process}.{key}: {}",
+                report["memory"]
+            );
+        }
+    }
+    for key in ["worker_ms", "gateway_ms"] {
+        ensure!(
+            report["ready"][key]
+                .as_array()
+                .is_some_and(|v| !v.is_empty()),
+            "ready.{key}"
+        );
+    }
+    let big = &report["big_query"];
+    ensure!(big["table_rows"] == 20000, "big_query: {big}");
+    ensure!(
+        big["mcp"]["rows"] == 20000 && big["mcp"]["pages"] == 2,
+        "big_query.mcp: {big}"
+    );
+    ensure!(big["grpc"]["rows"] == 20000, "big_query.grpc: {big}");
+    for key in ["gateway_growth_kib", "worker_growth_kib"] {
+        ensure!(big["mcp"][key].is_u64(), "big_query.mcp.{key}");
+    }
+    let targets = report["targets"].as_array().context("no targets")?;
+    ensure!(targets.len() == 9, "targets: {}", report["targets"]);
+    ensure!(
+        targets.iter().all(|t| t["met"].is_boolean()),
+        "targets: {}",
+        report["targets"]
+    );
+    let md = std::fs::read_to_string(out.path().join("report.md"))?;
+    ensure!(md.contains("| target | goal | this run | met |"), "{md}");
+    Ok(())
+}
