@@ -46,8 +46,11 @@ impl Proc {
     pub async fn worker(bin: &Path, database_url: &str, log: &Path) -> Result<Self> {
         let addr = free_addr()?;
         let mut cmd = Command::new(bin);
+        // Admission above the load's concurrency: calls queue for the pool
+        // (as with direct sqlx) instead of being refused as overloaded.
         cmd.arg("--listen")
             .arg(addr.to_string())
+            .args(["--max-concurrent-calls", "256"])
             .env("DATABASE_URL", database_url);
         let started = Instant::now();
         let child = spawn(cmd, log, "pgmcp-worker")?;
@@ -63,7 +66,9 @@ impl Proc {
         cmd.arg("--listen")
             .arg(addr.to_string())
             .arg("--workers")
-            .arg(format!("http://{worker}"));
+            .arg(format!("http://{worker}"))
+            // One anonymous principal drives all the load: no per-principal cap.
+            .args(["--max-concurrent-calls-per-principal", "0"]);
         let started = Instant::now();
         let child = spawn(cmd, log, "pgmcp-gateway")?;
         let mut proc = Proc::new("pgmcp-gateway", addr, child)?;
