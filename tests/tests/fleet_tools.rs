@@ -137,7 +137,7 @@ async fn list_databases_spans_the_fleet_and_names_a_down_worker() -> Result<()> 
     .await?;
     assert!(is_error(&res));
     assert!(
-        text(&res).contains("no worker serves a database named `gamma`"),
+        text(&res).contains("no database named `gamma`"),
         "{}",
         text(&res)
     );

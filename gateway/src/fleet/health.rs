@@ -6,6 +6,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use pgmcp_proto::error::ErrorKind;
 use pgmcp_proto::v1::InfoRequest;
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_check_response::ServingStatus;
@@ -13,6 +14,7 @@ use tonic_health::pb::health_client::HealthClient;
 
 use super::Inner;
 use super::members::Member;
+use crate::errors::GatewayError;
 
 /// The worker's gRPC service, as registered with its health service.
 const SERVICE: &str = "pgmcp.v1.Worker";
@@ -78,7 +80,9 @@ pub(super) async fn watch(member: Arc<Member>, fleet: Arc<Inner>) {
     }
 }
 
-/// Asks the worker which databases it serves.
+/// Asks the worker which databases it serves. A worker that answers but
+/// refuses (e.g. this gateway's credentials) keeps the refusal, so calls
+/// can report it instead of "unreachable".
 async fn refresh_info(member: &Member) -> Result<(), String> {
     let mut client = member.client.clone();
     let mut request = tonic::Request::new(InfoRequest {});
@@ -92,9 +96,18 @@ async fn refresh_info(member: &Member) -> Result<(), String> {
                 .map(|t| t.name)
                 .collect();
             member.set_targets(names);
+            member.set_refusal(None);
             Ok(())
         }
-        Ok(Err(status)) => Err(format!("Info failed: {}", status.message())),
+        Ok(Err(status)) => {
+            let why = format!("Info failed: {}", status.message());
+            let err = GatewayError::from(status);
+            if err.kind() != ErrorKind::Unavailable {
+                tracing::error!(worker = %member.url, error = %why, "worker refuses this gateway; check --worker-token and the TLS settings");
+                member.set_refusal(Some(err));
+            }
+            Err(why)
+        }
         Err(_) => Err("Info did not answer in time".to_string()),
     }
 }

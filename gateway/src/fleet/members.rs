@@ -9,6 +9,7 @@ use rand::RngExt;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
+use crate::errors::GatewayError;
 use crate::worker_link::WorkerChannel;
 
 /// One worker.
@@ -22,6 +23,9 @@ pub struct Member {
     outstanding: AtomicUsize,
     /// The databases the worker announced in `Info`; `None` until it did.
     targets: RwLock<Option<Vec<String>>>,
+    /// Why the worker is out of the rotation, when its answer says more than
+    /// "unreachable" (e.g. it refused this gateway's credentials).
+    refusal: RwLock<Option<GatewayError>>,
     /// Asks the health watch to check again now (after a failed call).
     pub(super) recheck: Notify,
     /// Stops the health watch when the worker leaves the fleet.
@@ -41,6 +45,7 @@ impl Member {
             healthy: AtomicBool::new(false),
             outstanding: AtomicUsize::new(0),
             targets: RwLock::new(None),
+            refusal: RwLock::new(None),
             recheck: Notify::new(),
             stop: CancellationToken::new(),
         }
@@ -69,6 +74,17 @@ impl Member {
         if let Ok(mut t) = self.targets.write() {
             *t = Some(names);
         }
+    }
+
+    pub(super) fn set_refusal(&self, err: Option<GatewayError>) {
+        if let Ok(mut r) = self.refusal.write() {
+            *r = err;
+        }
+    }
+
+    /// The worker's refusal of this gateway, if that is why it is out.
+    pub fn refusal(&self) -> Option<GatewayError> {
+        self.refusal.read().ok().and_then(|r| r.clone())
     }
 
     /// True when the worker announced `database`.

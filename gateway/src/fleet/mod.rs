@@ -622,7 +622,7 @@ impl Inner {
                 names.dedup();
                 let down = members.iter().filter(|m| !m.is_healthy()).count();
                 let mut msg = format!(
-                    "no worker serves a database named `{database}`; available: {}",
+                    "no database named `{database}` is served by any worker; available: {}",
                     names.join(", ")
                 );
                 if down > 0 {
@@ -636,6 +636,10 @@ impl Inner {
                 .await
                 .is_err()
             {
+                // Workers that answer but refuse this gateway: say so.
+                if let Some(refusal) = members.iter().find_map(|m| m.refusal()) {
+                    return Err(refusal);
+                }
                 let mut err = GatewayError::new(
                     ErrorKind::Unavailable,
                     format!(
