@@ -3,6 +3,7 @@
 //! Workers are found through a workers file the gateways read again every
 //! 300 ms (the same path as `dns://` entries); each call reports which
 //! worker served it through `application_name`, which is the worker's name.
+//! Last, a gateway stopped with a call in flight finishes it before exiting.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -177,7 +178,7 @@ async fn two_gateways_three_workers_survive_kill_drain_scale_out_and_a_database_
         SECRET,
     ];
     let g1 = Proc::gateway(&[], &flags, &[]).await?;
-    let g2 = Proc::gateway(&[], &flags, &[]).await?;
+    let mut g2 = Proc::gateway(&[], &flags, &[]).await?;
     let mut clients = Vec::new();
     for g in [&g1, &g2, &g1, &g2] {
         clients.push(Arc::new(
@@ -247,22 +248,21 @@ async fn two_gateways_three_workers_survive_kill_drain_scale_out_and_a_database_
     // (6) Two databases on different workers route correctly.
     let w5 = worker(&pg, "sales", "w5").await?;
     list(&file, &[&w3, &w4, &w5])?;
+    // Both gateways discover it, each on its own schedule.
     let until = Instant::now() + Duration::from_secs(5);
-    loop {
-        let res = mcp::call_tool(
-            &clients[1],
-            "query",
-            json!({"sql": WHO, "database": "sales"}),
-        )
-        .await?;
-        if !is_error(&res) {
-            assert_eq!(structured(&res)["rows"][0][0], "w5");
-            break;
+    for client in &clients[..2] {
+        loop {
+            let res =
+                mcp::call_tool(client, "query", json!({"sql": WHO, "database": "sales"})).await?;
+            if !is_error(&res) {
+                assert_eq!(structured(&res)["rows"][0][0], "w5");
+                break;
+            }
+            if Instant::now() > until {
+                bail!("database `sales` not served within 5 s: {}", text(&res));
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        if Instant::now() > until {
-            bail!("database `sales` not served within 5 s: {}", text(&res));
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
     }
     for _ in 0..10 {
         let res = mcp::call_tool(
@@ -367,5 +367,21 @@ async fn two_gateways_three_workers_survive_kill_drain_scale_out_and_a_database_
         .context("count")?
         .parse()?;
     assert!(n <= 15, "{n} sessions of the workers");
+
+    // A gateway stopped with a call in flight finishes it, then exits.
+    let on_g2 = clients[1].clone();
+    let slow = tokio::spawn(async move {
+        mcp::call_tool(
+            &on_g2,
+            "query",
+            json!({"sql": "SELECT pg_sleep(1)", "database": "app"}),
+        )
+        .await
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let status = g2.stop().await?;
+    assert!(status.success(), "g2 exited with {status}");
+    let res = slow.await??;
+    assert!(!is_error(&res), "{}", text(&res));
     Ok(())
 }
