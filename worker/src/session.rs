@@ -56,8 +56,9 @@ pub struct Session {
     conn: PoolConnection<Postgres>,
     /// Backend process id, for cancelling from another connection.
     pid: i32,
-    /// Virtual transaction id of the call's transaction.
-    vxid: String,
+    /// Virtual transaction id of the call's transaction, when the call runs
+    /// several statements and must check that none ended it.
+    vxid: Option<String>,
     /// Set when the caller's SQL ended the call's transaction: whatever it
     /// committed may have changed the session, so the connection is closed.
     tainted: bool,
@@ -71,14 +72,37 @@ impl Session {
         access: Access,
         timeout_ms: u32,
     ) -> Result<Self, WorkerError> {
+        Self::open(target, access, timeout_ms, false).await
+    }
+
+    /// As [`Session::begin`], also noting the transaction's identity for
+    /// [`Session::still_ours`]: for calls that run several statements (one
+    /// statement alone cannot run anything after ending the transaction).
+    pub async fn begin_tracked(
+        target: &Target,
+        access: Access,
+        timeout_ms: u32,
+    ) -> Result<Self, WorkerError> {
+        Self::open(target, access, timeout_ms, true).await
+    }
+
+    async fn open(
+        target: &Target,
+        access: Access,
+        timeout_ms: u32,
+        tracked: bool,
+    ) -> Result<Self, WorkerError> {
         let mode = match access {
             Access::ReadOnly => "READ ONLY",
             Access::ReadWrite => "READ WRITE",
         };
         // Only numbers and fixed words are spliced here.
+        // The transaction's identity comes from pg_locks, which costs more
+        // than the rest together: only when it is needed.
+        let vxid = if tracked { VXID } else { "NULL::text" };
         let begin = format!(
             "BEGIN {mode}; SET LOCAL statement_timeout = {timeout_ms}; SET LOCAL lock_timeout = {timeout_ms}; \
-             SELECT pg_catalog.pg_backend_pid(), {VXID}"
+             SELECT pg_catalog.pg_backend_pid(), {vxid}"
         );
         // A pooled connection the server has closed (it restarted, or an
         // administrator ended the session) fails here, before anything of
@@ -103,7 +127,7 @@ impl Session {
             }
         };
         let pid: i32 = row.try_get(0)?;
-        let vxid: String = row.try_get(1)?;
+        let vxid: Option<String> = row.try_get(1)?;
         Ok(Session {
             conn,
             pid,
@@ -124,13 +148,14 @@ impl Session {
 
     /// Checks that the call's transaction is still the open one: a caller's
     /// statement such as COMMIT, ROLLBACK or END would have ended it, and
-    /// whatever ran next would run outside the call's access mode.
+    /// whatever ran next would run outside the call's access mode. Needs a
+    /// session opened with [`Session::begin_tracked`] (others always fail).
     pub async fn still_ours(&mut self) -> Result<(), WorkerError> {
         let row = sqlx::raw_sql(AssertSqlSafe(format!("SELECT {VXID}")))
             .fetch_one(&mut *self.conn)
             .await?;
         let now: Option<String> = row.try_get(0)?;
-        if now.as_deref() == Some(self.vxid.as_str()) {
+        if now.is_some() && now == self.vxid {
             return Ok(());
         }
         self.tainted = true;

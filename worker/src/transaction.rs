@@ -22,7 +22,7 @@ pub async fn run(
     } else {
         Access::ReadOnly
     };
-    let mut session = Session::begin(&target, access, eff.timeout_ms).await?;
+    let mut session = Session::begin_tracked(&target, access, eff.timeout_ms).await?;
     let mut results = Vec::with_capacity(req.statements.len());
     for (i, stmt) in req.statements.iter().enumerate() {
         let outcome = async {
