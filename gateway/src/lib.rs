@@ -32,7 +32,7 @@ pub mod listing_cursor;
 pub mod prompts;
 pub mod render;
 pub mod resources;
-pub mod secret;
+pub use pgmcp_proto::secret;
 pub mod server;
 pub mod telemetry;
 pub mod tools;

@@ -2,9 +2,11 @@
 //!
 //! `pgmcp/v1/worker.proto` is the source of truth; this crate holds the code
 //! generated from it plus the small helpers that are part of the contract
-//! (how errors travel in a gRPC status).
+//! (how errors travel in a gRPC status, how SQL names are spelled, how the
+//! secrets both sides share are read).
 
 pub mod error;
+pub mod secret;
 pub mod sql_names;
 
 /// Generated messages and the `Worker` service (client and server).

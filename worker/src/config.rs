@@ -2,11 +2,12 @@
 //! configuration built from them.
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use clap::{Args as ClapArgs, ValueEnum};
+use pgmcp_proto::secret;
 
 /// Flags of `pgmcp-worker` (each also readable from the env var shown in `--help`).
 // Deliberately not `Debug`: it holds secrets (tokens, database URLs).
@@ -400,9 +401,10 @@ impl Config {
         }
         let mut specs = args.databases.clone();
         if let Some(path) = &args.databases_file {
-            let text = read_secret(path, "NAME=URL lines")?;
+            let text = secret::read_file(path, "NAME=URL lines")?;
             specs.extend(
-                text.lines()
+                text.expose()
+                    .lines()
                     .map(|l| l.split('#').next().unwrap_or("").trim().to_string())
                     .filter(|l| !l.is_empty()),
             );
@@ -476,17 +478,12 @@ impl Config {
             );
         }
         let name = args.name.clone().unwrap_or_else(default_instance_name);
-        let token = match (&args.worker_token, &args.worker_token_file) {
-            (Some(_), Some(_)) => {
-                bail!("give either --worker-token or --worker-token-file, not both")
-            }
-            (Some(t), None) => Some(t.clone()),
-            (None, Some(f)) => Some(read_secret(f, "the worker token")?),
-            (None, None) => None,
-        };
-        if token.as_ref().is_some_and(|t| t.trim().is_empty()) {
-            bail!("the worker token is empty");
-        }
+        let token = secret::value_or_file(
+            args.worker_token.as_deref(),
+            args.worker_token_file.as_deref(),
+            "worker-token",
+            "the worker token",
+        )?;
         let tls = match (&args.tls_cert, &args.tls_key, &args.tls_ca) {
             (None, None, None) => None,
             (Some(cert), Some(key), ca) => Some(TlsFiles {
@@ -543,7 +540,7 @@ impl Config {
             metrics_listen: args.metrics_listen,
             sql_comment: args.sql_comment,
             security: Security {
-                token_digest: token.map(|t| crate::auth::digest(t.as_bytes())),
+                token_digest: token.map(|t| crate::auth::digest(t.expose().as_bytes())),
                 tls,
                 allow_privileged_role: args.allow_privileged_role,
                 max_concurrent_calls,
@@ -579,21 +576,6 @@ fn read_url_file(path: &std::path::Path) -> Result<String> {
         );
     }
     Ok(url.to_string())
-}
-
-/// Reads a secret value from `path`; one trailing newline is dropped. The
-/// error names the file, never its content.
-pub fn read_secret(path: &Path, what: &str) -> Result<String> {
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("cannot read {what} from {}", path.display()))?;
-    let value = text
-        .strip_suffix('\n')
-        .map(|s| s.strip_suffix('\r').unwrap_or(s))
-        .unwrap_or(&text);
-    if value.trim().is_empty() {
-        bail!("{} is empty; it should hold {what}", path.display());
-    }
-    Ok(value.to_string())
 }
 
 /// `pgmcp-worker-<hostname>-<pid>`; on Kubernetes the pod name, which is

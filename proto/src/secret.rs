@@ -1,4 +1,6 @@
-//! Secrets from flags, the environment or files, kept out of logs.
+//! Secrets from flags, the environment or files, kept out of logs. Both
+//! sides read them the same way: the worker token, which gateways send and
+//! workers check, is one of them.
 
 use std::path::Path;
 use std::sync::Arc;
