@@ -8,7 +8,6 @@
 //! directory instead.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use anyhow::{Context, Result, bail};
 
@@ -63,52 +62,7 @@ fn build() -> Result<Bins> {
         .and_then(|n| n.to_str())
         .context("cannot tell the build profile from the executable's directory")?
         .to_string();
-    let target_dir = dir
-        .parent()
-        .context("cannot locate the cargo target directory")?;
-    let cargo_profile = if profile == "debug" { "dev" } else { &profile };
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let manifest = concat!(env!("CARGO_MANIFEST_DIR"), "/../Cargo.toml");
-    let mut command = Command::new(cargo);
-    // Variables cargo sets for the program it runs (not for cargo itself);
-    // build scripts that watch them would otherwise rebuild their crates.
-    for (key, _) in std::env::vars_os() {
-        if let Some(key) = key.to_str()
-            && is_run_only_cargo_var(key)
-        {
-            command.env_remove(key);
-        }
-    }
-    eprintln!("pgmcp-bench: building the worker and gateway ({cargo_profile} profile)");
-    let status = command
-        .args([
-            "build",
-            "--quiet",
-            "--workspace",
-            "--bins",
-            "--profile",
-            cargo_profile,
-            "--manifest-path",
-            manifest,
-        ])
-        .arg("--target-dir")
-        .arg(target_dir)
-        .status()
-        .context("running cargo build")?;
-    if !status.success() {
-        bail!("cargo build --workspace --bins failed ({status})");
-    }
+    eprintln!("pgmcp-bench: building the worker and gateway ({profile} profile)");
+    pgmcp_tests::bins::build_into(&dir)?;
     Ok(Bins { dir, profile })
-}
-
-fn is_run_only_cargo_var(key: &str) -> bool {
-    [
-        "CARGO_PKG_",
-        "CARGO_MANIFEST_",
-        "CARGO_CRATE_",
-        "CARGO_BIN_",
-    ]
-    .iter()
-    .any(|prefix| key.starts_with(prefix))
-        || matches!(key, "CARGO_PRIMARY_PACKAGE" | "CARGO_TARGET_TMPDIR")
 }

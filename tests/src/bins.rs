@@ -5,7 +5,7 @@
 //! (`cargo build --bins` is a no-op when nothing changed; cargo's own lock
 //! serialises concurrent builds).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 
@@ -34,28 +34,32 @@ fn build() -> Result<PathBuf> {
         .and_then(|deps| deps.parent())
         .context("cannot locate the target directory")?
         .to_path_buf();
+    build_into(&profile_dir)?;
+    Ok(profile_dir)
+}
+
+/// Builds the workspace's binaries into `profile_dir` (`target/<profile>/`),
+/// with that profile: `cargo build --workspace --bins`, a no-op when they
+/// are current. The end-to-end tests and the benchmark harness share it, and
+/// so one set of build artifacts.
+pub fn build_into(profile_dir: &Path) -> Result<()> {
     let profile = profile_dir
         .file_name()
         .and_then(|n| n.to_str())
-        .unwrap_or("debug")
-        .to_string();
+        .context("cannot tell the build profile from the target directory")?;
     let target_dir = profile_dir
         .parent()
         .context("cannot locate the target directory")?;
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let manifest = concat!(env!("CARGO_MANIFEST_DIR"), "/../Cargo.toml");
-    let profile_arg = if profile == "debug" {
-        "dev".to_string()
-    } else {
-        profile
-    };
+    let cargo_profile = if profile == "debug" { "dev" } else { profile };
     let mut command = Command::new(cargo);
-    // Cargo sets these for the running test; build scripts that watch them
-    // (ring's do) would otherwise see a changed environment and rebuild
+    // Cargo sets these for the program it runs; build scripts that watch
+    // them (ring's do) would otherwise see a changed environment and rebuild
     // everything that depends on them.
     for (key, _) in std::env::vars_os() {
         if let Some(key) = key.to_str()
-            && is_test_only_cargo_var(key)
+            && is_run_only_cargo_var(key)
         {
             command.env_remove(key);
         }
@@ -67,7 +71,7 @@ fn build() -> Result<PathBuf> {
             "--workspace",
             "--bins",
             "--profile",
-            &profile_arg,
+            cargo_profile,
             "--manifest-path",
             manifest,
         ])
@@ -76,13 +80,13 @@ fn build() -> Result<PathBuf> {
         .status()
         .context("running cargo build")?;
     if !status.success() {
-        bail!("cargo build --bins failed ({status})");
+        bail!("cargo build --workspace --bins failed ({status})");
     }
-    Ok(profile_dir)
+    Ok(())
 }
 
-/// Variables cargo sets for a test binary (not for cargo itself).
-fn is_test_only_cargo_var(key: &str) -> bool {
+/// Variables cargo sets for the program it runs (not for cargo itself).
+fn is_run_only_cargo_var(key: &str) -> bool {
     [
         "CARGO_PKG_",
         "CARGO_MANIFEST_",
