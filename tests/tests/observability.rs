@@ -189,6 +189,8 @@ async fn one_tools_call_is_one_trace_across_both_hops() -> Result<()> {
     assert_eq!(p.mcp.attr("mcp.method.name"), Some("tools/call"));
     assert_eq!(p.mcp.attr("gen_ai.tool.name"), Some("query"));
     assert_eq!(p.mcp.attr("gen_ai.operation.name"), Some("execute_tool"));
+    // Without authentication every HTTP caller is the principal `anonymous`.
+    assert_eq!(p.mcp.attr("enduser.id"), Some("anonymous"));
     assert!(
         p.mcp
             .attr("jsonrpc.request.id")
