@@ -9,7 +9,7 @@
 //! error type and its explanations), [`render`] (text for the model),
 //! [`http`] (HTTP routes and layers), [`auth`] (who is calling and what they
 //! may do), [`call`] (the call being served), [`limits`] (per-principal
-//! concurrency, early size checks), [`secret`] (secrets from env or files),
+//! concurrency, early size checks), [`secret`] (secrets from env or files; in `pgmcp-proto`),
 //! [`catalog`] (shapes of schemas, tables and table descriptions),
 //! [`resources`] (one file per resource), [`completions`] (argument
 //! completion), [`prompts`], [`listing_cursor`] (cursors of catalog
