@@ -277,6 +277,13 @@ pub struct Args {
     /// Log format: `text` (human-readable) or `json`.
     #[arg(long, env = "PGMCP_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
+
+    /// Log one line per MCP request: method, tool, principal, request id, outcome,
+    /// duration (target `pgmcp::calls`). Off by default:
+    /// traces and metrics record every call, and a line per call costs a
+    /// formatted write on every call.
+    #[arg(long, env = "PGMCP_LOG_CALLS")]
+    pub log_calls: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -12,7 +12,6 @@
 //! caller's context and show only the databases the caller may read.
 
 use std::sync::Arc;
-use std::time::Instant;
 
 use pgmcp_proto::error::ErrorKind;
 use rmcp::handler::server::router::tool::ToolRouter;
@@ -172,7 +171,7 @@ impl ServerHandler for PgMcp {
         mut request: CallToolRequestParams,
         context: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, ErrorData> {
-        let traced = McpRequest::start(
+        let mut traced = McpRequest::start(
             &self.shared.metrics,
             "tools/call",
             Some(&request.name),
@@ -204,8 +203,7 @@ impl ServerHandler for PgMcp {
             return Err(err);
         }
         let ctx = Arc::new(CallContext::new(principal.clone()));
-        let request_id = ctx.request_id.clone();
-        let started = Instant::now();
+        traced.set_request_id(&ctx.request_id);
         let outcome = call::run(ctx, async {
             // An unknown tool falls through to the router, which says so.
             if let Some(def) = self.shared.tools.get(&request.name)
@@ -224,21 +222,6 @@ impl ServerHandler for PgMcp {
         })
         .instrument(span.clone())
         .await;
-        let failed = match &outcome {
-            Ok(CallToolResponse::Complete(r)) => r.is_error == Some(true),
-            Ok(_) => false,
-            Err(_) => true,
-        };
-        span.in_scope(|| {
-            tracing::info!(
-                request_id = %request_id,
-                principal = %principal.name,
-                tool = %name,
-                ms = started.elapsed().as_millis() as u64,
-                failed,
-                "tool call"
-            )
-        });
         traced.finish(match &outcome {
             Ok(CallToolResponse::Complete(r)) if r.is_error == Some(true) => Outcome::ToolError,
             Ok(_) => Outcome::Ok,
@@ -252,7 +235,7 @@ impl ServerHandler for PgMcp {
         _request: Option<PaginatedRequestParams>,
         context: RequestContext<RoleServer>,
     ) -> Result<ListToolsResult, ErrorData> {
-        let traced = McpRequest::start(&self.shared.metrics, "tools/list", None, &context);
+        let mut traced = McpRequest::start(&self.shared.metrics, "tools/list", None, &context);
         let tools = match caller(&context) {
             Some(p) => {
                 traced.set_principal(&p.name);
@@ -383,7 +366,7 @@ impl PgMcp {
         ctx: &RequestContext<RoleServer>,
         work: impl std::future::Future<Output = Result<T, ErrorData>>,
     ) -> Result<T, ErrorData> {
-        let traced = McpRequest::start(&self.shared.metrics, method, target, ctx);
+        let mut traced = McpRequest::start(&self.shared.metrics, method, target, ctx);
         let span = traced.span().clone();
         let result = match caller(ctx) {
             Some(principal) => {

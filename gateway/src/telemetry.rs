@@ -29,7 +29,7 @@ use pgmcp_telemetry::metrics::prometheus::{
 };
 use pgmcp_telemetry::metrics::{self, DURATION_BUCKETS};
 use pgmcp_telemetry::opentelemetry::trace::{Status, TraceContextExt};
-use pgmcp_telemetry::{LogFormat, OpenTelemetrySpanExt, Options, Telemetry, propagation};
+use pgmcp_telemetry::{CALLS, LogFormat, OpenTelemetrySpanExt, Options, Telemetry, propagation};
 use rmcp::RoleServer;
 use rmcp::service::RequestContext;
 use tracing::Span;
@@ -37,7 +37,7 @@ use tracing::Span;
 use crate::config;
 
 /// Installs logging and trace export for this gateway process.
-pub fn init(format: config::LogFormat) -> Result<Telemetry> {
+pub fn init(format: config::LogFormat, log_calls: bool) -> Result<Telemetry> {
     Telemetry::init(Options {
         service_name: "pgmcp-gateway",
         service_version: env!("CARGO_PKG_VERSION"),
@@ -47,6 +47,7 @@ pub fn init(format: config::LogFormat) -> Result<Telemetry> {
             config::LogFormat::Text => LogFormat::Text,
             config::LogFormat::Json => LogFormat::Json,
         },
+        log_calls,
     })
 }
 
@@ -141,6 +142,8 @@ pub struct McpRequest {
     span: Span,
     method: &'static str,
     tool: String,
+    principal: String,
+    request_id: String,
     start: Instant,
     metrics: Arc<Metrics>,
 }
@@ -207,6 +210,8 @@ impl McpRequest {
             span,
             method,
             tool: target.filter(|_| is_tool_call).unwrap_or("").to_string(),
+            principal: String::new(),
+            request_id: String::new(),
             start: Instant::now(),
             metrics: metrics.clone(),
         }
@@ -218,8 +223,15 @@ impl McpRequest {
     }
 
     /// Records who is calling (`enduser.id`).
-    pub fn set_principal(&self, name: &str) {
+    pub fn set_principal(&mut self, name: &str) {
         self.span.record("enduser.id", name);
+        self.principal = name.to_string();
+    }
+
+    /// Records the id the call carries to the worker (`x-request-id`), for
+    /// the call's log line.
+    pub fn set_request_id(&mut self, id: &str) {
+        self.request_id = id.to_string();
     }
 
     /// Records how the request ended and closes its span.
@@ -252,9 +264,12 @@ impl McpRequest {
             }
         }
         tracing::info!(
+            target: CALLS,
             parent: &self.span,
             method = self.method,
             tool = %self.tool,
+            principal = %self.principal,
+            request_id = %self.request_id,
             outcome = label,
             duration_ms = u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX),
             "MCP request done"

@@ -29,6 +29,7 @@ use tracing_subscriber::Layer;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 
+pub use logs::CALLS;
 pub use opentelemetry;
 pub use tracing_opentelemetry::OpenTelemetrySpanExt;
 
@@ -53,6 +54,9 @@ pub struct Options {
     /// Extra resource attributes (e.g. the worker's name).
     pub attributes: Vec<opentelemetry::KeyValue>,
     pub log_format: LogFormat,
+    /// One log line per call (target [`CALLS`]); off by default, as traces
+    /// and metrics already record every call.
+    pub log_calls: bool,
 }
 
 /// The installed telemetry of this process. Keep it until the end and call
@@ -88,7 +92,7 @@ impl Telemetry {
         });
         let _ = tracing_subscriber::registry()
             .with(otel_layer)
-            .with(logs::layer(options.log_format))
+            .with(logs::layer(options.log_format, options.log_calls))
             .try_init();
         if let Some(s) = &settings {
             opentelemetry::global::set_text_map_propagator(

@@ -5,6 +5,7 @@
 //! carries `trace_id` and `span_id` (lowercase hex, as in `traceparent`), so
 //! a log search and a trace lead to each other.
 
+use std::io::IsTerminal;
 use std::sync::{Arc, OnceLock};
 
 use opentelemetry::trace::TraceContextExt;
@@ -21,16 +22,29 @@ use crate::LogFormat;
 /// initialized as server …") and would cost more than the request.
 const DEFAULT_FILTER: &str = "info,rmcp=warn";
 
+/// The target of the one line per call (`--log-calls`): a per-call line
+/// costs a formatted write on every call, so it is opt-in, like the
+/// statement log of PostgreSQL itself.
+pub const CALLS: &str = "pgmcp::calls";
+
 /// The logging layer for `format`, filtered by `RUST_LOG`.
-pub(crate) fn layer<S>(format: LogFormat) -> Box<dyn Layer<S> + Send + Sync>
+/// `log_calls` turns the per-call lines ([`CALLS`]) on; whatever `RUST_LOG`
+/// says, they are off without it.
+pub(crate) fn layer<S>(format: LogFormat, log_calls: bool) -> Box<dyn Layer<S> + Send + Sync>
 where
     S: Subscriber + for<'a> LookupSpan<'a> + Send + Sync,
 {
     let filter =
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(DEFAULT_FILTER));
+    let calls = if log_calls { "debug" } else { "off" };
+    let filter = match format!("{CALLS}={calls}").parse() {
+        Ok(directive) => filter.add_directive(directive),
+        Err(_) => filter,
+    };
     match format {
         LogFormat::Text => tracing_subscriber::fmt::layer()
             .with_writer(std::io::stderr)
+            .with_ansi(std::io::stderr().is_terminal())
             .with_filter(filter)
             .boxed(),
         LogFormat::Json => {

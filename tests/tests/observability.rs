@@ -58,8 +58,11 @@ async fn traced_pair(
 ) -> Result<(Proc, Proc)> {
     let mut worker_env = as_refs(env);
     worker_env.push(("RUST_LOG", "info,sqlx=debug"));
+    worker_env.push(("PGMCP_LOG_CALLS", "true"));
     let worker = Proc::worker(url, worker_flags, &worker_env).await?;
-    let gateway = Proc::gateway(&[worker.url()], &[], &as_refs(env)).await?;
+    let mut gateway_env = as_refs(env);
+    gateway_env.push(("PGMCP_LOG_CALLS", "true"));
+    let gateway = Proc::gateway(&[worker.url()], &[], &gateway_env).await?;
     Ok((worker, gateway))
 }
 

@@ -167,9 +167,13 @@ async fn known_secrets_never_reach_logs_or_clients() -> Result<()> {
     // The real pair: the password in DATABASE_URL, tokens in files.
     let worker_port = free_port()?;
     let mut cmd = Command::new(&worker_bin);
-    cmd.args(["--listen", &format!("127.0.0.1:{worker_port}")])
-        .env("DATABASE_URL", &good_url)
-        .env("PGMCP_WORKER_TOKEN_FILE", &worker_token_file);
+    cmd.args([
+        "--listen",
+        &format!("127.0.0.1:{worker_port}"),
+        "--log-calls",
+    ])
+    .env("DATABASE_URL", &good_url)
+    .env("PGMCP_WORKER_TOKEN_FILE", &worker_token_file);
     let mut worker = Proc::spawn(cmd)?;
     let worker_url = format!("http://127.0.0.1:{worker_port}");
     wait_for(
@@ -201,6 +205,7 @@ async fn known_secrets_never_reach_logs_or_clients() -> Result<()> {
         &tokens_file,
         "--worker-token-file",
         &worker_token_file,
+        "--log-calls",
     ]);
     let mut gateway = Proc::spawn(cmd)?;
     let gateway_addr: std::net::SocketAddr = format!("127.0.0.1:{gateway_port}").parse()?;
@@ -255,7 +260,7 @@ async fn known_secrets_never_reach_logs_or_clients() -> Result<()> {
     let gateway_log = gateway.finish().await?;
     let worker_log = worker.finish().await?;
     // The logs are real: they show the calls and who made them.
-    assert!(gateway_log.contains("tool call"), "{gateway_log}");
+    assert!(gateway_log.contains("MCP request done"), "{gateway_log}");
     let worker_calls: Vec<&str> = worker_log
         .lines()
         .filter(|l| l.contains("/pgmcp.v1.Worker/Query"))

@@ -20,6 +20,7 @@ use bytes::Bytes;
 use futures::future::BoxFuture;
 use http_body::{Body, Frame, SizeHint};
 use pgmcp_proto::error::{Error, ErrorKind};
+use pgmcp_telemetry::CALLS;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tonic::Code;
 use tower::{Layer, Service};
@@ -164,6 +165,13 @@ struct CallLog {
 impl CallLog {
     /// `code` is the gRPC status; `None` when the caller went away first.
     fn finish(self, code: Option<i32>) {
+        let alarming = matches!(
+            code.map(Code::from_i32),
+            Some(Code::Internal | Code::Unknown)
+        );
+        if !alarming && !tracing::enabled!(target: CALLS, tracing::Level::DEBUG) {
+            return;
+        }
         let ms = self.started.elapsed().as_millis() as u64;
         let status = match code {
             Some(c) => format!("{:?}", Code::from_i32(c)),
@@ -171,16 +179,12 @@ impl CallLog {
         };
         let principal = self.caller.principal_or_dash();
         let request_id = self.caller.request_id_or_dash();
-        let alarming = matches!(
-            code.map(Code::from_i32),
-            Some(Code::Internal | Code::Unknown)
-        );
         if alarming {
             tracing::warn!(rpc = %self.rpc, principal, request_id, status = %status, ms, "call");
         } else if self.counted {
-            tracing::info!(rpc = %self.rpc, principal, request_id, status = %status, ms, "call");
+            tracing::info!(target: CALLS, rpc = %self.rpc, principal, request_id, status = %status, ms, "call");
         } else {
-            tracing::debug!(rpc = %self.rpc, principal, request_id, status = %status, ms, "call");
+            tracing::debug!(target: CALLS, rpc = %self.rpc, principal, request_id, status = %status, ms, "call");
         }
     }
 }

@@ -213,6 +213,12 @@ pub struct Args {
     #[arg(long, env = "PGMCP_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
 
+    /// Log one line per RPC: method, principal, request id, status, duration (target `pgmcp::calls`). Off by default:
+    /// traces and metrics record every call, and a line per call costs a
+    /// formatted write on every call.
+    #[arg(long, env = "PGMCP_LOG_CALLS")]
+    pub log_calls: bool,
+
     /// Address of a small HTTP server for Prometheus (`GET /metrics`).
     /// Off unless set.
     #[arg(long, env = "PGMCP_WORKER_METRICS_LISTEN")]

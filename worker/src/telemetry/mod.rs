@@ -25,7 +25,7 @@ pub use db::TargetTelemetry;
 pub use metrics::Metrics;
 
 /// Installs logging and trace export for this worker process.
-pub fn init(config: &Config, format: config::LogFormat) -> Result<Telemetry> {
+pub fn init(config: &Config, format: config::LogFormat, log_calls: bool) -> Result<Telemetry> {
     Telemetry::init(Options {
         service_name: "pgmcp-worker",
         service_version: env!("CARGO_PKG_VERSION"),
@@ -35,6 +35,7 @@ pub fn init(config: &Config, format: config::LogFormat) -> Result<Telemetry> {
             config::LogFormat::Text => LogFormat::Text,
             config::LogFormat::Json => LogFormat::Json,
         },
+        log_calls,
     })
 }
 
