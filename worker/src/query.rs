@@ -7,6 +7,11 @@
 //! went away) the backend is cancelled with `pg_cancel_backend` from another
 //! connection and our connection is discarded rather than drained, so
 //! PostgreSQL stops working and the pool only ever holds clean connections.
+//!
+//! Messages are held until a batch is full or the call has ended: a result
+//! that fits one batch (most do) leaves as one write — columns, rows,
+//! summary and the end of the stream together — once the connection is
+//! back in a clean state.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -119,7 +124,8 @@ async fn run_inner(
 ) -> Result<(), WorkerError> {
     let mut session = Session::begin(target, Access::ReadOnly, eff.timeout_ms).await?;
     let db = target.telemetry.db_call(&req.sql);
-    let outcome = stream_rows(target, session.conn(), req, eff, tx)
+    let mut out = Outbox::new(tx);
+    let outcome = stream_rows(target, session.conn(), req, eff, &mut out)
         .instrument(db.clone())
         .await;
     if let Err(err) = &outcome {
@@ -131,32 +137,62 @@ async fn run_inner(
         Ok(None) => session.rollback(target).await,
         Err(err) => session.end_after(target, Some(err)).await,
     }
-    outcome.map(|_| ())
+    match outcome {
+        Ok(Some(Cut::CallerGone)) => Ok(()),
+        Ok(_) => {
+            out.flush().await;
+            Ok(())
+        }
+        Err(err) => Err(err),
+    }
+}
+
+/// The call's messages on their way to the caller: held until a batch is
+/// full or the call has ended, so a small result leaves in one write.
+struct Outbox<'a> {
+    tx: &'a Sender,
+    held: Vec<QueryResponse>,
+}
+
+impl<'a> Outbox<'a> {
+    fn new(tx: &'a Sender) -> Self {
+        Outbox {
+            tx,
+            held: Vec::with_capacity(3),
+        }
+    }
+
+    fn hold(&mut self, part: Part) {
+        self.held.push(QueryResponse { part: Some(part) });
+    }
+
+    /// Sends what is held; false when the caller has gone away.
+    async fn flush(&mut self) -> bool {
+        for msg in self.held.drain(..) {
+            if self.tx.send(Ok(msg)).await.is_err() {
+                return false;
+            }
+        }
+        true
+    }
 }
 
 /// Prepares, binds and streams. Returns `Some(cut)` when it stopped early,
-/// leaving unread rows on the connection.
+/// leaving unread rows on the connection. The last batch and the summary
+/// stay in `out` for the caller to send once the connection is clean.
 async fn stream_rows(
     target: &Target,
     conn: &mut PgConnection,
     req: &QueryRequest,
     eff: Effective,
-    tx: &Sender,
+    out: &mut Outbox<'_>,
 ) -> Result<Option<Cut>, WorkerError> {
     let prepared = statement::prepare(target, conn, &req.sql, &req.params).await?;
     let types = prepared.types.clone();
-    let header = Columns {
+    out.hold(Part::Columns(Columns {
         columns: prepared.columns.clone(),
-    };
-    if tx
-        .send(Ok(QueryResponse {
-            part: Some(Part::Columns(header)),
-        }))
-        .await
-        .is_err()
-    {
-        return Ok(Some(Cut::CallerGone));
-    }
+    }));
+    let tx = out.tx;
 
     // With tracing on, the text carries a SQLCommenter comment (see
     // telemetry::db); the plain text stays prepared and cached.
@@ -199,15 +235,9 @@ async fn stream_rows(
         batch_bytes += json.len();
         batch.rows.push(json);
         if batch.rows.len() >= BATCH_ROWS || batch_bytes >= BATCH_BYTES {
-            let full = std::mem::take(&mut batch);
+            out.hold(Part::Rows(std::mem::take(&mut batch)));
             batch_bytes = 0;
-            if tx
-                .send(Ok(QueryResponse {
-                    part: Some(Part::Rows(full)),
-                }))
-                .await
-                .is_err()
-            {
+            if !out.flush().await {
                 cut = Some(Cut::CallerGone);
                 break;
             }
@@ -218,21 +248,13 @@ async fn stream_rows(
         return Ok(cut);
     }
     if !batch.rows.is_empty() {
-        let _ = tx
-            .send(Ok(QueryResponse {
-                part: Some(Part::Rows(batch)),
-            }))
-            .await;
+        out.hold(Part::Rows(batch));
     }
     if let Some(Cut::Truncated(reason)) = &cut {
         summary.truncated = true;
         summary.truncation_reason = *reason as i32;
     }
     target.telemetry.returned(&summary);
-    let _ = tx
-        .send(Ok(QueryResponse {
-            part: Some(Part::Summary(summary)),
-        }))
-        .await;
+    out.hold(Part::Summary(summary));
     Ok(cut)
 }

@@ -96,13 +96,16 @@ impl Session {
             Access::ReadOnly => "READ ONLY",
             Access::ReadWrite => "READ WRITE",
         };
-        // Only numbers and fixed words are spliced here.
+        // Only numbers and fixed words are spliced here. Two statements:
+        // the timeouts are set (transaction-local, as SET LOCAL) by the
+        // same SELECT that reads the backend's pid.
         // The transaction's identity comes from pg_locks, which costs more
         // than the rest together: only when it is needed.
         let vxid = if tracked { VXID } else { "NULL::text" };
         let begin = format!(
-            "BEGIN {mode}; SET LOCAL statement_timeout = {timeout_ms}; SET LOCAL lock_timeout = {timeout_ms}; \
-             SELECT pg_catalog.pg_backend_pid(), {vxid}"
+            "BEGIN {mode}; SELECT pg_catalog.pg_backend_pid(), {vxid}, \
+             pg_catalog.set_config('statement_timeout', '{timeout_ms}', true), \
+             pg_catalog.set_config('lock_timeout', '{timeout_ms}', true)"
         );
         // A pooled connection the server has closed (it restarted, or an
         // administrator ended the session) fails here, before anything of
