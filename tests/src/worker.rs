@@ -26,6 +26,15 @@ struct Cli {
     args: pgmcp_worker::Args,
 }
 
+/// The worker's configuration from the given command-line flags (as
+/// `pgmcp-worker` would take them), for tests that work below the RPCs.
+pub fn config(flags: &[&str]) -> Result<pgmcp_worker::Config> {
+    let mut argv = vec!["pgmcp-worker"];
+    argv.extend_from_slice(flags);
+    let cli = Cli::try_parse_from(argv).context("worker flags")?;
+    pgmcp_worker::Config::from_args(&cli.args)
+}
+
 impl InProcessWorker {
     /// Starts a worker with the given command-line flags (as `pgmcp-worker`
     /// would take them); `--listen` is chosen here. Returns once the worker

@@ -196,9 +196,15 @@ async fn read_only_holds_against_the_bypass_battery() -> anyhow::Result<()> {
         if is_error(&res) {
             failures += 1;
         }
-        // The state is exactly as before (advisory locks are released as the
-        // call ends, before its answer is sent).
-        let after = fingerprint(&pg).await?;
+        // The state is exactly as before. Advisory locks are released as the
+        // call's transaction ends, which a read may finish just after its
+        // answer: give that a moment, nothing else.
+        let mut after = fingerprint(&pg).await?;
+        let settle = Instant::now() + Duration::from_secs(2);
+        while after != before && Instant::now() < settle {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            after = fingerprint(&pg).await?;
+        }
         assert_eq!(
             after,
             before,

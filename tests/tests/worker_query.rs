@@ -253,3 +253,87 @@ async fn unreachable_database_fails_fast_without_leaking_the_password() -> anyho
     assert!(stderr.contains("no database configured"), "{stderr}");
     Ok(())
 }
+
+/// A pooled connection is only used for a call when it is clean: not left
+/// inside an earlier transaction, no SQL-level prepared statements. Such a
+/// connection is closed at the call's BEGIN and another one serves it.
+#[tokio::test]
+async fn unfit_pooled_connections_are_replaced_at_begin() -> anyhow::Result<()> {
+    use pgmcp_worker::session::{Access, Session};
+    use pgmcp_worker::targets::Targets;
+    use sqlx::{Executor, Row};
+
+    let pg = Pg::start()?;
+    let url = pg.create_db("app").await?;
+    let config = pgmcp_tests::worker::config(&[
+        "--database-url",
+        &url,
+        "--pool-max-connections",
+        "1",
+        "--pool-min-connections",
+        "1",
+    ])?;
+    let targets = Targets::connect(&config).await?;
+    let target = targets
+        .get("app")
+        .map_err(|e| anyhow::anyhow!("{e}"))?
+        .clone();
+
+    for (what, left_behind) in [
+        ("an open transaction", "BEGIN READ ONLY"),
+        ("a prepared statement", "PREPARE leftover AS SELECT 1"),
+    ] {
+        // The pool's only connection goes back with something left behind.
+        let mut conn = target.acquire().await.map_err(|e| anyhow::anyhow!("{e}"))?;
+        let before: i32 = sqlx::query("SELECT pg_backend_pid()")
+            .fetch_one(&mut *conn)
+            .await?
+            .try_get(0)?;
+        (&mut *conn).execute(left_behind).await?;
+        drop(conn);
+
+        let mut session = Session::begin(&target, Access::ReadOnly, 5_000)
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        assert_ne!(
+            session.pid(),
+            before,
+            "{what}: the unfit connection was used"
+        );
+        let row = sqlx::query(
+            "SELECT pg_current_xact_id_if_assigned() IS NULL, \
+             transaction_timestamp() = statement_timestamp(), \
+             (SELECT count(*) FROM pg_prepared_statements WHERE from_sql), \
+             current_setting('statement_timeout')",
+        )
+        .fetch_one(session.conn())
+        .await?;
+        assert!(row.try_get::<bool, _>(0)?, "{what}");
+        // The call's own transaction began at its BEGIN, not earlier.
+        assert!(!row.try_get::<bool, _>(1)?, "{what}");
+        assert_eq!(row.try_get::<i64, _>(2)?, 0, "{what}");
+        assert_eq!(row.try_get::<String, _>(3)?, "5s", "{what}");
+        session.rollback_unawaited(&target);
+
+        // The unfit backend goes away.
+        let gone = Instant::now() + Duration::from_secs(5);
+        loop {
+            let left = pg
+                .column(
+                    "app",
+                    &format!("SELECT count(*)::text FROM pg_stat_activity WHERE pid = {before}"),
+                )
+                .await?;
+            if left == vec![Some("0".to_string())] {
+                break;
+            }
+            anyhow::ensure!(
+                Instant::now() < gone,
+                "{what}: backend {before} still there"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    targets.close().await;
+    Ok(())
+}

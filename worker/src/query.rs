@@ -134,7 +134,7 @@ async fn run_inner(
     match &outcome {
         // Rows were left unread: stop the backend, drop the connection.
         Ok(Some(_)) => session.abandon(target).await,
-        Ok(None) => session.rollback(target).await,
+        Ok(None) => session.rollback_unawaited(target),
         Err(err) => session.end_after(target, Some(err)).await,
     }
     match outcome {

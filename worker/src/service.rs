@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use futures::Stream;
+use futures::{Stream, StreamExt};
 use pgmcp_proto::error::ErrorKind;
 use pgmcp_proto::v1::worker_server::Worker;
 use pgmcp_proto::v1::{
@@ -414,10 +414,16 @@ impl Worker for WorkerService {
         let call = self
             .history
             .start(&target.name, "query", &req.sql, req.params.len());
-        let (tx, rx) = mpsc::channel(4);
+        let (tx, mut rx) = mpsc::channel(4);
         // The task stays in this call's trace (the worker's SERVER span).
         tokio::spawn(query::run(target, req, eff, tx).in_current_span());
-        let stream = history::record_stream(call, ReceiverStream::new(rx));
+        // The response starts with the first message: a result that fits one
+        // batch is complete by then, and its headers, messages and trailers
+        // leave in one write. Dropping this future (the caller went away)
+        // closes the channel, which stops the query.
+        let first = rx.recv().await;
+        let rest = ReceiverStream::new(rx);
+        let stream = history::record_stream(call, futures::stream::iter(first).chain(rest));
         Ok(Response::new(Box::pin(stream)))
     }
 }

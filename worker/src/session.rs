@@ -17,6 +17,8 @@
 
 use std::time::Duration;
 
+use futures::FutureExt;
+
 use pgmcp_proto::error::ErrorKind;
 use sqlx::pool::PoolConnection;
 use sqlx::{AssertSqlSafe, PgConnection, Postgres, Row};
@@ -43,6 +45,10 @@ const VXID: &str = "(SELECT virtualtransaction FROM pg_catalog.pg_locks \
 const AFTER_ROLLBACK: &str = "ROLLBACK; SELECT pg_catalog.pg_advisory_unlock_all(), \
      EXISTS (SELECT 1 FROM pg_catalog.pg_prepared_statements WHERE from_sql)";
 
+/// ROLLBACK and release session-level advisory locks, for
+/// [`Session::rollback_unawaited`].
+const ROLLBACK_AND_UNLOCK: &str = "ROLLBACK; SELECT pg_catalog.pg_advisory_unlock_all()";
+
 /// COMMIT, then reset what committed statements may have left on the
 /// session: cursors, role, settings, LISTEN, advisory locks, temporary
 /// tables, sequence state. Equivalent to `DISCARD ALL` without
@@ -50,6 +56,27 @@ const AFTER_ROLLBACK: &str = "ROLLBACK; SELECT pg_catalog.pg_advisory_unlock_all
 const COMMIT_AND_RESET: &str = "COMMIT; CLOSE ALL; SET SESSION AUTHORIZATION DEFAULT; RESET ALL; \
      UNLISTEN *; DISCARD TEMP; DISCARD SEQUENCES; SELECT pg_catalog.pg_advisory_unlock_all(), \
      EXISTS (SELECT 1 FROM pg_catalog.pg_prepared_statements WHERE from_sql)";
+
+/// The last two columns of the BEGIN's SELECT: whether the session holds
+/// SQL-level prepared statements (`PREPARE` survives a ROLLBACK and cannot
+/// be removed without also removing the driver's own), and whether the
+/// transaction began with this message — false when the connection came
+/// back from an earlier call still inside its transaction, which BEGIN
+/// would then only warn about. All statements of one simple-protocol
+/// message share their start time.
+const FITNESS: &str = "EXISTS (SELECT 1 FROM pg_catalog.pg_prepared_statements WHERE from_sql), \
+     pg_catalog.transaction_timestamp() = pg_catalog.statement_timestamp()";
+
+/// Why the connection that answered the BEGIN must not serve the call.
+fn unfit(row: &sqlx::postgres::PgRow) -> Option<&'static str> {
+    if row.try_get::<bool, _>(4).ok() != Some(false) {
+        return Some("it holds SQL-level prepared statements");
+    }
+    if row.try_get::<bool, _>(5).ok() != Some(true) {
+        return Some("it was still inside an earlier transaction");
+    }
+    None
+}
 
 /// A call's connection with its transaction open.
 pub struct Session {
@@ -98,18 +125,21 @@ impl Session {
         };
         // Only numbers and fixed words are spliced here. Two statements:
         // the timeouts are set (transaction-local, as SET LOCAL) by the
-        // same SELECT that reads the backend's pid.
+        // same SELECT that reads the backend's pid and checks that the
+        // connection is fit for the call (see `unfit`).
         // The transaction's identity comes from pg_locks, which costs more
         // than the rest together: only when it is needed.
         let vxid = if tracked { VXID } else { "NULL::text" };
         let begin = format!(
             "BEGIN {mode}; SELECT pg_catalog.pg_backend_pid(), {vxid}, \
              pg_catalog.set_config('statement_timeout', '{timeout_ms}', true), \
-             pg_catalog.set_config('lock_timeout', '{timeout_ms}', true)"
+             pg_catalog.set_config('lock_timeout', '{timeout_ms}', true), \
+             {FITNESS}"
         );
         // A pooled connection the server has closed (it restarted, or an
         // administrator ended the session) fails here, before anything of
         // the call ran: drop it and take another, up to the pool's size.
+        // So does one that is unfit for a call.
         let mut broken = 0;
         let (conn, row) = loop {
             let mut conn = target.acquire().await?;
@@ -117,7 +147,22 @@ impl Session {
                 .fetch_one(&mut *conn)
                 .await
             {
-                Ok(row) => break (conn, row),
+                Ok(row) => match unfit(&row) {
+                    None => break (conn, row),
+                    Some(why) => {
+                        // Its transaction (if it began one) ends with it.
+                        drop(conn.detach());
+                        tracing::debug!(target = %target.name, why, "discarding a pooled connection");
+                        if broken < target.pool.options().get_max_connections() {
+                            broken += 1;
+                            continue;
+                        }
+                        return Err(WorkerError::new(
+                            ErrorKind::Internal,
+                            format!("no pooled connection was fit for a call: {why}"),
+                        ));
+                    }
+                },
                 Err(e) => {
                     drop(conn.detach());
                     if connection_gone(&e) && broken < target.pool.options().get_max_connections() {
@@ -186,6 +231,36 @@ impl Session {
                 drop(self.conn.detach());
             }
             Err(e) => {
+                tracing::warn!(target = %target.name, error = %e, "ROLLBACK failed; discarding the connection");
+                drop(self.conn.detach());
+            }
+        }
+    }
+
+    /// Ends a read-only call whose answer is complete and whose statement
+    /// ran to its end, without waiting for the database: the ROLLBACK and
+    /// the release of advisory locks are written now, and their answer is
+    /// read when the pool checks the returned connection (its one round
+    /// trip on every release), so the caller's answer does not wait for
+    /// them and they cost no round trip of their own. If they fail, that
+    /// check fails and the pool closes the connection; if they never left,
+    /// the next BEGIN finds the connection inside this transaction and
+    /// closes it (see `FITNESS`). SQL-level prepared statements are
+    /// caught by the next BEGIN as well.
+    pub fn rollback_unawaited(mut self, target: &Target) {
+        if self.tainted {
+            drop(self.conn.detach());
+            return;
+        }
+        // One poll writes the message (the connection has nothing else
+        // pending: the statement's result was read to its end); the
+        // answer is left for the pool's check.
+        let written = sqlx::raw_sql(ROLLBACK_AND_UNLOCK)
+            .execute(&mut *self.conn)
+            .now_or_never();
+        match written {
+            None | Some(Ok(_)) => {}
+            Some(Err(e)) => {
                 tracing::warn!(target = %target.name, error = %e, "ROLLBACK failed; discarding the connection");
                 drop(self.conn.detach());
             }
