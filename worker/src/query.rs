@@ -209,10 +209,13 @@ async fn stream_rows(
         ..Summary::default()
     };
     let mut cut = None;
+    // One waiter for the whole result, not one per row.
+    let gone = tx.closed();
+    tokio::pin!(gone);
     loop {
         let next = tokio::select! {
             biased;
-            _ = tx.closed() => { cut = Some(Cut::CallerGone); break; }
+            _ = &mut gone => { cut = Some(Cut::CallerGone); break; }
             next = rows.next() => next,
         };
         let Some(row) = next else { break };
