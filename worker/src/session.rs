@@ -63,7 +63,8 @@ const COMMIT_AND_RESET: &str = "COMMIT; CLOSE ALL; SET SESSION AUTHORIZATION DEF
 /// transaction began with this message — false when the connection came
 /// back from an earlier call still inside its transaction, which BEGIN
 /// would then only warn about. All statements of one simple-protocol
-/// message share their start time.
+/// message share their start time. (Inside an earlier *failed*
+/// transaction the BEGIN itself fails; see `in_failed_transaction`.)
 const FITNESS: &str = "EXISTS (SELECT 1 FROM pg_catalog.pg_prepared_statements WHERE from_sql), \
      pg_catalog.transaction_timestamp() = pg_catalog.statement_timestamp()";
 
@@ -165,10 +166,17 @@ impl Session {
                 },
                 Err(e) => {
                     drop(conn.detach());
-                    if connection_gone(&e) && broken < target.pool.options().get_max_connections() {
-                        broken += 1;
-                        tracing::info!(target = %target.name, error = %e, "pooled connection was closed by the server; taking another");
-                        continue;
+                    if broken < target.pool.options().get_max_connections() {
+                        if connection_gone(&e) {
+                            broken += 1;
+                            tracing::info!(target = %target.name, error = %e, "pooled connection was closed by the server; taking another");
+                            continue;
+                        }
+                        if in_failed_transaction(&e) {
+                            broken += 1;
+                            tracing::debug!(target = %target.name, "discarding a pooled connection: it was still inside a failed transaction");
+                            continue;
+                        }
                     }
                     return Err(e.into());
                 }
@@ -330,6 +338,12 @@ impl Session {
             _ => self.rollback(target).await,
         }
     }
+}
+
+/// True when `e` says the BEGIN found the connection inside an earlier,
+/// failed transaction (`in_failed_sql_transaction`).
+fn in_failed_transaction(e: &sqlx::Error) -> bool {
+    matches!(e, sqlx::Error::Database(db) if db.code().as_deref() == Some("25P02"))
 }
 
 /// True when `e` says the connection itself is gone (closed by the server,
