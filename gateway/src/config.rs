@@ -6,7 +6,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
-use clap::{Args as ClapArgs, ValueEnum};
+use clap::Args as ClapArgs;
+use pgmcp_telemetry::LogArgs;
 
 use crate::auth::jwt::JwtSettings;
 use crate::auth::prm::ResourceMetadata;
@@ -274,22 +275,8 @@ pub struct Args {
     #[arg(long, env = "PGMCP_TLS_DOMAIN")]
     pub tls_domain: Option<String>,
 
-    /// Log format: `text` (human-readable) or `json`.
-    #[arg(long, env = "PGMCP_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
-    pub log_format: LogFormat,
-
-    /// Log one line per MCP request: method, tool, principal, request id, outcome,
-    /// duration (target `pgmcp::calls`). Off by default:
-    /// traces and metrics record every call, and a line per call costs a
-    /// formatted write on every call.
-    #[arg(long, env = "PGMCP_LOG_CALLS")]
-    pub log_calls: bool,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum LogFormat {
-    Text,
-    Json,
+    #[command(flatten)]
+    pub logs: LogArgs,
 }
 
 /// Limits the gateway applies to every call before it reaches a worker.

@@ -76,7 +76,7 @@ pub fn service(config: &Config) -> Result<PgMcp> {
 /// flushes the spans still buffered.
 pub async fn run(args: Args) -> Result<()> {
     let config = Config::from_args(&args)?;
-    let telemetry = telemetry::init(args.log_format, args.log_calls)?;
+    let telemetry = telemetry::init(&args.logs)?;
     let served = serve_config(config).await;
     telemetry.shutdown().await;
     served

@@ -29,25 +29,19 @@ use pgmcp_telemetry::metrics::prometheus::{
 };
 use pgmcp_telemetry::metrics::{self, DURATION_BUCKETS};
 use pgmcp_telemetry::opentelemetry::trace::{Status, TraceContextExt};
-use pgmcp_telemetry::{CALLS, LogFormat, OpenTelemetrySpanExt, Options, Telemetry, propagation};
+use pgmcp_telemetry::{CALLS, LogArgs, OpenTelemetrySpanExt, Options, Telemetry, propagation};
 use rmcp::RoleServer;
 use rmcp::service::RequestContext;
 use tracing::Span;
 
-use crate::config;
-
 /// Installs logging and trace export for this gateway process.
-pub fn init(format: config::LogFormat, log_calls: bool) -> Result<Telemetry> {
+pub fn init(logs: &LogArgs) -> Result<Telemetry> {
     Telemetry::init(Options {
         service_name: "pgmcp-gateway",
         service_version: env!("CARGO_PKG_VERSION"),
         instance_id: pgmcp_telemetry::otlp::default_instance_id(),
         attributes: Vec::new(),
-        log_format: match format {
-            config::LogFormat::Text => LogFormat::Text,
-            config::LogFormat::Json => LogFormat::Json,
-        },
-        log_calls,
+        logs: logs.clone(),
     })
 }
 

@@ -34,12 +34,27 @@ pub use opentelemetry;
 pub use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 /// How log lines are written.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum LogFormat {
     /// Human-readable lines.
     Text,
     /// One JSON object per line, with `trace_id` and `span_id` inside a span.
     Json,
+}
+
+/// The logging flags both binaries take (flatten into their arguments).
+#[derive(Debug, Clone, clap::Args)]
+pub struct LogArgs {
+    /// Log format: `text` (human-readable) or `json` (with `trace_id` and
+    /// `span_id` when tracing). Logs go to stderr; `RUST_LOG` filters them.
+    #[arg(long, env = "PGMCP_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+
+    /// Log one line per call (target `pgmcp::calls`). Off by default:
+    /// traces and metrics record every call, and a line per call costs a
+    /// formatted write on every call.
+    #[arg(long, env = "PGMCP_LOG_CALLS")]
+    pub log_calls: bool,
 }
 
 /// What a process tells about itself.
@@ -53,10 +68,8 @@ pub struct Options {
     pub instance_id: String,
     /// Extra resource attributes (e.g. the worker's name).
     pub attributes: Vec<opentelemetry::KeyValue>,
-    pub log_format: LogFormat,
-    /// One log line per call (target [`CALLS`]); off by default, as traces
-    /// and metrics already record every call.
-    pub log_calls: bool,
+    /// How and what to log.
+    pub logs: LogArgs,
 }
 
 /// The installed telemetry of this process. Keep it until the end and call
@@ -92,7 +105,7 @@ impl Telemetry {
         });
         let _ = tracing_subscriber::registry()
             .with(otel_layer)
-            .with(logs::layer(options.log_format, options.log_calls))
+            .with(logs::layer(&options.logs))
             .try_init();
         if let Some(s) = &settings {
             opentelemetry::global::set_text_map_propagator(

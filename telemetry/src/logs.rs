@@ -15,7 +15,7 @@ use tracing_subscriber::filter::EnvFilter;
 use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::{Layer, layer::Context};
 
-use crate::LogFormat;
+use crate::{LogArgs, LogFormat};
 
 /// The filter when `RUST_LOG` is not set: `info`, except rmcp's own info
 /// lines, which in stateless mode come once per request ("Service
@@ -28,20 +28,20 @@ const DEFAULT_FILTER: &str = "info,rmcp=warn";
 pub const CALLS: &str = "pgmcp::calls";
 
 /// The logging layer for `format`, filtered by `RUST_LOG`.
-/// `log_calls` turns the per-call lines ([`CALLS`]) on; whatever `RUST_LOG`
-/// says, they are off without it.
-pub(crate) fn layer<S>(format: LogFormat, log_calls: bool) -> Box<dyn Layer<S> + Send + Sync>
+/// `--log-calls` turns the per-call lines ([`CALLS`]) on; whatever
+/// `RUST_LOG` says, they are off without it.
+pub(crate) fn layer<S>(args: &LogArgs) -> Box<dyn Layer<S> + Send + Sync>
 where
     S: Subscriber + for<'a> LookupSpan<'a> + Send + Sync,
 {
     let filter =
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(DEFAULT_FILTER));
-    let calls = if log_calls { "debug" } else { "off" };
+    let calls = if args.log_calls { "debug" } else { "off" };
     let filter = match format!("{CALLS}={calls}").parse() {
         Ok(directive) => filter.add_directive(directive),
         Err(_) => filter,
     };
-    match format {
+    match args.log_format {
         LogFormat::Text => tracing_subscriber::fmt::layer()
             .with_writer(std::io::stderr)
             .with_ansi(std::io::stderr().is_terminal())

@@ -888,3 +888,30 @@ async fn every_mcp_request_gets_a_server_span() -> Result<()> {
     assert_eq!(read.attr("mcp.method.name"), Some("resources/read"));
     Ok(())
 }
+
+/// A line per call is opt-in: without `--log-calls` neither process writes
+/// one (the traced tests above and `secrets.rs` turn it on and read it).
+#[tokio::test]
+async fn per_call_log_lines_are_opt_in() -> Result<()> {
+    let (_pg, url) = app_db().await?;
+    let mut worker = Proc::worker(&url, &[], &[]).await?;
+    let mut gateway = Proc::gateway(&[worker.url()], &[], &[]).await?;
+    let client = mcp::http_client(&format!("{}/mcp", gateway.url())).await?;
+    for _ in 0..3 {
+        let res = mcp::call_tool(&client, "query", json!({"sql": "SELECT 1"})).await?;
+        assert!(!is_error(&res), "{}", text(&res));
+    }
+    client.cancel().await?;
+    assert!(gateway.stop().await?.success());
+    assert!(worker.stop().await?.success());
+    for (name, logs) in [("gateway", gateway.logs()), ("worker", worker.logs())] {
+        let per_call: Vec<&String> = logs
+            .iter()
+            .filter(|l| l.contains("pgmcp::calls") || l.contains("MCP request done"))
+            .collect();
+        assert!(per_call.is_empty(), "{name}: {per_call:#?}");
+        // The process did log (start-up, shutdown): the filter, not silence.
+        assert!(!logs.is_empty(), "{name} logged nothing");
+    }
+    Ok(())
+}

@@ -6,8 +6,9 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
-use clap::{Args as ClapArgs, ValueEnum};
+use clap::Args as ClapArgs;
 use pgmcp_proto::secret;
+use pgmcp_telemetry::LogArgs;
 
 /// Flags of `pgmcp-worker` (each also readable from the env var shown in `--help`).
 // Deliberately not `Debug`: it holds secrets (tokens, database URLs).
@@ -208,16 +209,8 @@ pub struct Args {
     #[arg(long, env = "PGMCP_HEALTH_LISTEN")]
     pub health_listen: Option<SocketAddr>,
 
-    /// Log format: `text` (human-readable) or `json` (with `trace_id` and
-    /// `span_id` when tracing).
-    #[arg(long, env = "PGMCP_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
-    pub log_format: LogFormat,
-
-    /// Log one line per RPC: method, principal, request id, status, duration (target `pgmcp::calls`). Off by default:
-    /// traces and metrics record every call, and a line per call costs a
-    /// formatted write on every call.
-    #[arg(long, env = "PGMCP_LOG_CALLS")]
-    pub log_calls: bool,
+    #[command(flatten)]
+    pub logs: LogArgs,
 
     /// Address of a small HTTP server for Prometheus (`GET /metrics`).
     /// Off unless set.
@@ -238,12 +231,6 @@ pub struct Args {
 
 /// Largest `--history-size` (each entry keeps up to 2048 characters of SQL).
 const MAX_HISTORY_SIZE: usize = 100_000;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum LogFormat {
-    Text,
-    Json,
-}
 
 /// Whether a target accepts writes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

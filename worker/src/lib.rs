@@ -50,7 +50,7 @@ pub use config::{Args, Config};
 /// trace export, serves, then flushes the spans still buffered.
 pub async fn run(args: Args) -> Result<()> {
     let config = Config::from_args(&args)?;
-    let telemetry = telemetry::init(&config, args.log_format, args.log_calls)?;
+    let telemetry = telemetry::init(&config, &args.logs)?;
     let served = serve_until_signal(config).await;
     telemetry.shutdown().await;
     served

@@ -17,25 +17,21 @@ use std::sync::Arc;
 
 use anyhow::Result;
 use pgmcp_telemetry::grpc::ServerLayer;
-use pgmcp_telemetry::{LogFormat, Options, Telemetry};
+use pgmcp_telemetry::{LogArgs, Options, Telemetry};
 
-use crate::config::{self, Config};
+use crate::config::Config;
 
 pub use db::TargetTelemetry;
 pub use metrics::Metrics;
 
 /// Installs logging and trace export for this worker process.
-pub fn init(config: &Config, format: config::LogFormat, log_calls: bool) -> Result<Telemetry> {
+pub fn init(config: &Config, logs: &LogArgs) -> Result<Telemetry> {
     Telemetry::init(Options {
         service_name: "pgmcp-worker",
         service_version: env!("CARGO_PKG_VERSION"),
         instance_id: config.name.clone(),
         attributes: Vec::new(),
-        log_format: match format {
-            config::LogFormat::Text => LogFormat::Text,
-            config::LogFormat::Json => LogFormat::Json,
-        },
-        log_calls,
+        logs: logs.clone(),
     })
 }
 
