@@ -178,6 +178,16 @@ pub fn is_error(result: &CallToolResult) -> bool {
     result.is_error == Some(true)
 }
 
+/// Asserts that `result` is a tool error of `kind` (the contract's
+/// snake_case error kind) whose text contains `needle`.
+#[track_caller]
+pub fn assert_tool_error(result: &CallToolResult, kind: &str, needle: &str) {
+    let text = text(result);
+    assert!(is_error(result), "not an error: {text}");
+    assert_eq!(structured(result)["error"]["kind"], kind, "{text}");
+    assert!(text.contains(needle), "no `{needle}` in: {text}");
+}
+
 /// Checks `result` against the `outputSchema` that `tool` advertises in
 /// `tools/list`, as a strict client would: a tool with an output schema
 /// must return `structuredContent` that validates against it (errors

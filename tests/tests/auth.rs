@@ -9,7 +9,7 @@ use anyhow::{Context, Result};
 use pgmcp_tests::Pg;
 use pgmcp_tests::gateway::InProcessGateway;
 use pgmcp_tests::jwt::{self, AUDIENCE, ISSUER, StaticServer, TestIssuer};
-use pgmcp_tests::mcp::{self, is_error, structured, text};
+use pgmcp_tests::mcp::{self, structured, text};
 use pgmcp_tests::worker::InProcessWorker;
 use serde_json::{Value, json};
 
@@ -163,12 +163,10 @@ async fn static_tokens_authenticate_and_scope_calls() -> Result<()> {
         json!({"sql": "SELECT x FROM t", "database": "app"}),
     )
     .await?;
-    assert!(is_error(&res));
-    assert_eq!(structured(&res)["error"]["kind"], "permission_denied");
-    assert!(
-        text(&res).contains("tool `query` needs the `read` permission"),
-        "{}",
-        text(&res)
+    mcp::assert_tool_error(
+        &res,
+        "permission_denied",
+        "tool `query` needs the `read` permission",
     );
     assert!(text(&res).contains("wendy"), "{}", text(&res));
 
@@ -191,12 +189,10 @@ async fn static_tokens_authenticate_and_scope_calls() -> Result<()> {
         json!({"sql": "SELECT x FROM t", "database": "app"}),
     )
     .await?;
-    assert!(is_error(&res));
-    assert_eq!(structured(&res)["error"]["kind"], "permission_denied");
-    assert!(
-        text(&res).contains("`read` permission on database `app`"),
-        "{}",
-        text(&res)
+    mcp::assert_tool_error(
+        &res,
+        "permission_denied",
+        "`read` permission on database `app`",
     );
 
     // Metadata (RFC 9728) and probes need no token.

@@ -524,13 +524,7 @@ async fn analyze_and_vacuum_respect_modes_names_and_privileges() -> Result<()> {
     let res = dba
         .call("vacuum_table", json!({"table": "items", "database": "ro"}))
         .await?;
-    assert!(is_error(&res));
-    assert_eq!(structured(&res)["error"]["kind"], "read_only");
-    assert!(
-        text(&res).contains("--mode ro=read-write"),
-        "{}",
-        text(&res)
-    );
+    mcp::assert_tool_error(&res, "read_only", "--mode ro=read-write");
 
     let s = dba
         .ok(
@@ -586,13 +580,7 @@ async fn analyze_and_vacuum_respect_modes_names_and_privileges() -> Result<()> {
             json!({"table": "items", "database": "reader"}),
         )
         .await?;
-    assert!(is_error(&res));
-    assert_eq!(structured(&res)["error"]["kind"], "permission_denied");
-    assert!(
-        text(&res).contains("role `reader` may not ANALYZE"),
-        "{}",
-        text(&res)
-    );
+    mcp::assert_tool_error(&res, "permission_denied", "role `reader` may not ANALYZE");
 
     // The health checks need no privilege beyond reading the catalogs.
     let s = dba

@@ -279,13 +279,7 @@ async fn two_gateways_three_workers_survive_kill_drain_scale_out_and_a_database_
         json!({"sql": "SELECT 1", "database": "nope"}),
     )
     .await?;
-    assert!(is_error(&res));
-    assert_eq!(structured(&res)["error"]["kind"], "unknown_database");
-    assert!(
-        text(&res).contains("available: app, sales"),
-        "{}",
-        text(&res)
-    );
+    mcp::assert_tool_error(&res, "unknown_database", "available: app, sales");
     let t = load.take();
     assert_no_failures(&t, "with two databases");
     assert!(

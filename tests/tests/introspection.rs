@@ -254,9 +254,7 @@ async fn list_tables_filters_by_schema_pattern_and_kind() -> Result<()> {
 
     // A schema that does not exist is an error that suggests the closest one.
     let res = call(&stack, "list_tables", json!({"schema": "sales"})).await?;
-    assert!(is_error(&res));
-    assert_eq!(structured(&res)["error"]["kind"], "undefined_object");
-    assert!(text(&res).contains("\"Sales\""), "{}", text(&res));
+    mcp::assert_tool_error(&res, "undefined_object", "\"Sales\"");
     Ok(())
 }
 

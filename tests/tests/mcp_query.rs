@@ -240,12 +240,10 @@ async fn permission_denied_is_explained() -> anyhow::Result<()> {
     let gateway = pgmcp_tests::gateway::InProcessGateway::start(&[worker.url()], &[]).await?;
     let client = mcp::http_client(&gateway.mcp_url()).await?;
     let res = mcp::call_tool(&client, "query", json!({"sql": "SELECT * FROM secret"})).await?;
-    assert!(is_error(&res));
-    assert_eq!(structured(&res)["error"]["kind"], "permission_denied");
-    assert!(
-        text(&res).contains("permission denied for table secret"),
-        "{}",
-        text(&res)
+    mcp::assert_tool_error(
+        &res,
+        "permission_denied",
+        "permission denied for table secret",
     );
     assert!(text(&res).contains("GRANT"), "{}", text(&res));
     let res = mcp::call_tool(
@@ -529,9 +527,7 @@ async fn bad_arguments_are_tool_errors() -> anyhow::Result<()> {
     let res = stack
         .query(json!({"sql": "SELECT 1", "database": "nope"}))
         .await?;
-    assert!(is_error(&res));
-    assert_eq!(structured(&res)["error"]["kind"], "unknown_database");
-    assert!(text(&res).contains("available: app"), "{}", text(&res));
+    mcp::assert_tool_error(&res, "unknown_database", "available: app");
     Ok(())
 }
 
