@@ -275,6 +275,13 @@ pub struct Args {
     #[arg(long, env = "PGMCP_TLS_DOMAIN")]
     pub tls_domain: Option<String>,
 
+    /// Threads that serve calls [default: one per CPU the process may use].
+    /// Where the gateway shares a few cores with workers or PostgreSQL, one
+    /// thread answers sooner and serves more calls (docs/performance.md);
+    /// scale out with more gateways instead.
+    #[arg(long, env = "PGMCP_GATEWAY_THREADS", value_parser = clap::value_parser!(u16).range(1..=1024))]
+    pub threads: Option<u16>,
+
     #[command(flatten)]
     pub logs: LogArgs,
 }

@@ -209,6 +209,10 @@ pub struct Args {
     #[arg(long, env = "PGMCP_HEALTH_LISTEN")]
     pub health_listen: Option<SocketAddr>,
 
+    /// Threads that serve calls [default: one per CPU the process may use].
+    #[arg(long, env = "PGMCP_WORKER_THREADS", value_parser = clap::value_parser!(u16).range(1..=1024))]
+    pub threads: Option<u16>,
+
     #[command(flatten)]
     pub logs: LogArgs,
 
