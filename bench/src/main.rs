@@ -62,6 +62,12 @@ struct Cli {
     #[arg(long)]
     bin_dir: Option<PathBuf>,
 
+    /// Threads of the gateway (its --threads); 0 leaves its default of one
+    /// per CPU. See docs/performance.md for one thread on this harness,
+    /// where the gateway shares the cores with everything else.
+    #[arg(long, default_value_t = 0)]
+    gateway_threads: u16,
+
     /// Only these paths of the load cases (for profiling one of them).
     #[arg(long, value_delimiter = ',', default_values = ["sqlx", "grpc", "mcp"])]
     paths: Vec<String>,
@@ -153,7 +159,13 @@ async fn bench(cli: &Cli, bins: &bins::Bins, cluster: &Cluster, out: &Path) -> R
 
     eprintln!("pgmcp-bench: starting a worker and a gateway");
     let worker = Proc::worker(&bins.worker(), &url, &worker_log).await?;
-    let gateway = Proc::gateway(&bins.gateway(), worker.addr, &gateway_log).await?;
+    let gateway = Proc::gateway(
+        &bins.gateway(),
+        worker.addr,
+        cli.gateway_threads,
+        &gateway_log,
+    )
+    .await?;
     tokio::time::sleep(if cli.smoke {
         Duration::from_millis(200)
     } else {
@@ -176,7 +188,13 @@ async fn bench(cli: &Cli, bins: &bins::Bins, cluster: &Cluster, out: &Path) -> R
         let w = Proc::worker(&bins.worker(), &url, &worker_log).await?;
         ready.worker_ms.push(w.ready_after.as_secs_f64() * 1e3);
         w.stop().await?;
-        let g = Proc::gateway(&bins.gateway(), worker.addr, &gateway_log).await?;
+        let g = Proc::gateway(
+            &bins.gateway(),
+            worker.addr,
+            cli.gateway_threads,
+            &gateway_log,
+        )
+        .await?;
         ready.gateway_ms.push(g.ready_after.as_secs_f64() * 1e3);
         g.stop().await?;
     }
@@ -387,5 +405,9 @@ fn machine(cli: &Cli, bins: &bins::Bins, postgres: String, measure: String) -> M
         started_at: 0,
         duration_s: 0.0,
         measure,
+        gateway_threads: match cli.gateway_threads {
+            0 => "one per CPU".into(),
+            n => n.to_string(),
+        },
     }
 }

@@ -60,7 +60,8 @@ impl Proc {
     }
 
     /// Starts a gateway for `worker` and waits until `/readyz` answers 200.
-    pub async fn gateway(bin: &Path, worker: SocketAddr, log: &Path) -> Result<Self> {
+    /// `threads` 0 leaves the gateway's default.
+    pub async fn gateway(bin: &Path, worker: SocketAddr, threads: u16, log: &Path) -> Result<Self> {
         let addr = free_addr()?;
         let mut cmd = Command::new(bin);
         cmd.arg("--listen")
@@ -69,6 +70,9 @@ impl Proc {
             .arg(format!("http://{worker}"))
             // One anonymous principal drives all the load: no per-principal cap.
             .args(["--max-concurrent-calls-per-principal", "0"]);
+        if threads > 0 {
+            cmd.arg("--threads").arg(threads.to_string());
+        }
         let started = Instant::now();
         let child = spawn(cmd, log, "pgmcp-gateway")?;
         let mut proc = Proc::new("pgmcp-gateway", addr, child)?;

@@ -33,6 +33,8 @@ pub struct Meta {
     /// Seconds each load case was measured for (after its warm-up), or the
     /// calls per connection in smoke mode.
     pub measure: String,
+    /// The gateway's `--threads`.
+    pub gateway_threads: String,
 }
 
 #[derive(Debug, Serialize)]
@@ -196,7 +198,7 @@ impl Report {
         // `write!` into a String cannot fail.
         let _ = writeln!(
             out,
-            "Run: {} CPUs ({}), {} MiB, Linux {}, PostgreSQL {}, `{}` binaries{}; each case {}.\n",
+            "Run: {} CPUs ({}), {} MiB, Linux {}, PostgreSQL {}, `{}` binaries{}; gateway threads: {}; each case {}.\n",
             m.cpus,
             m.cpu_model,
             m.memory_mib,
@@ -208,6 +210,7 @@ impl Report {
             } else {
                 ""
             },
+            m.gateway_threads,
             m.measure
         );
         let _ = writeln!(
