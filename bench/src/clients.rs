@@ -1,6 +1,7 @@
 //! The three ways a statement is sent: straight to PostgreSQL with sqlx
 //! (the floor), to the worker's gRPC `Query` (worker cost), and as an MCP
-//! `tools/call query` to the gateway (the whole path).
+//! `tools/call query` to the gateway (the whole path). Also the two hops
+//! without SQL: the gateway's `/healthz` and the worker's health check.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -13,6 +14,9 @@ use pgmcp_proto::v1::{QueryRequest, query_response::Part};
 use serde_json::{Value, json};
 use sqlx::{AssertSqlSafe, Connection, PgConnection};
 use tonic::transport::{Channel, Endpoint};
+use tonic_health::pb::HealthCheckRequest;
+use tonic_health::pb::health_check_response::ServingStatus;
+use tonic_health::pb::health_client::HealthClient;
 
 use crate::http::{HttpConn, check_tool_answer, tools_call_body};
 use crate::load::Caller;
@@ -135,6 +139,63 @@ impl Caller for McpCaller {
     async fn call(&mut self) -> Result<()> {
         let (status, answer) = self.conn.tools_call("query", self.body.clone()).await?;
         check_tool_answer(status, &answer)
+    }
+}
+
+/// `GET /healthz` on one keep-alive connection: the HTTP hop into the
+/// gateway and back, without MCP or a worker.
+pub struct HealthzCaller {
+    conn: HttpConn,
+}
+
+impl HealthzCaller {
+    pub async fn connect(gateway: SocketAddr) -> Result<Self> {
+        Ok(HealthzCaller {
+            conn: HttpConn::connect(gateway).await?,
+        })
+    }
+}
+
+impl Caller for HealthzCaller {
+    async fn call(&mut self) -> Result<()> {
+        let (status, _) = self.conn.get("/healthz").await?;
+        ensure!(status == 200, "GET /healthz: HTTP {status}");
+        Ok(())
+    }
+}
+
+/// grpc.health.v1 `Check` on one HTTP/2 connection: the gRPC hop into the
+/// worker and back, without the database.
+pub struct GrpcHealthCaller {
+    client: HealthClient<Channel>,
+}
+
+impl GrpcHealthCaller {
+    pub async fn connect(worker: SocketAddr) -> Result<Self> {
+        let channel = Endpoint::from_shared(format!("http://{worker}"))?
+            .tcp_nodelay(true)
+            .connect()
+            .await
+            .with_context(|| format!("connecting to the worker at {worker}"))?;
+        Ok(GrpcHealthCaller {
+            client: HealthClient::new(channel),
+        })
+    }
+}
+
+impl Caller for GrpcHealthCaller {
+    async fn call(&mut self) -> Result<()> {
+        let answer = self
+            .client
+            .check(HealthCheckRequest {
+                service: "pgmcp.v1.Worker".into(),
+            })
+            .await?;
+        ensure!(
+            answer.into_inner().status == ServingStatus::Serving as i32,
+            "the worker is not SERVING"
+        );
+        Ok(())
     }
 }
 

@@ -14,6 +14,8 @@ pub struct Report {
     pub memory: MemoryReport,
     pub ready: Ready,
     pub big_query: BigQuery,
+    /// Round trips without SQL at concurrency 1, to split a call's latency.
+    pub hops: Vec<Hop>,
     pub targets: Vec<Target>,
 }
 
@@ -101,6 +103,16 @@ pub struct BigGrpc {
     pub worker_growth_kib: u64,
 }
 
+/// One hop on its own: `http` (into the gateway) or `grpc` (into the
+/// worker).
+#[derive(Debug, Serialize)]
+pub struct Hop {
+    pub hop: String,
+    pub what: String,
+    #[serde(flatten)]
+    pub stats: Stats,
+}
+
 #[derive(Debug, Serialize)]
 pub struct Target {
     pub name: String,
@@ -115,6 +127,31 @@ impl Report {
             .iter()
             .find(|l| l.case == case && l.path == path && l.concurrency == concurrency)
             .map(|l| &l.stats)
+    }
+
+    /// `SELECT 1` at c=1 split into the hops and what each process adds
+    /// (p50s): the worker's path is the gRPC hop and two round trips to
+    /// PostgreSQL (BEGIN, the statement); the gateway's adds the HTTP hop.
+    fn split(&self) -> Option<String> {
+        let s1 = crate::clients::SELECT_1.case;
+        let hop = |name: &str| {
+            self.hops
+                .iter()
+                .find(|h| h.hop == name)
+                .map(|h| h.stats.p50_us)
+        };
+        let (http, grpc_hop) = (hop("http")?, hop("grpc")?);
+        let pg = self.find(s1, "sqlx", 1)?.p50_us;
+        let grpc = self.find(s1, "grpc", 1)?.p50_us;
+        let mcp = self.find(s1, "mcp", 1)?.p50_us;
+        Some(format!(
+            "`SELECT 1` at c=1, p50: through the worker {grpc:.0} µs = gRPC hop {grpc_hop:.0} + \
+             2 × PostgreSQL round trip {:.0} + {:.0} µs in the worker; through MCP {mcp:.0} µs = \
+             that + HTTP hop {http:.0} + {:.0} µs in the gateway.",
+            2.0 * pg,
+            grpc - grpc_hop - 2.0 * pg,
+            mcp - grpc - http
+        ))
     }
 
     /// Checks the targets against this run's figures.
@@ -289,6 +326,21 @@ impl Report {
             b.grpc.elapsed_ms,
             mib(b.grpc.worker_growth_kib)
         );
+        if !self.hops.is_empty() {
+            let _ = writeln!(out);
+            let _ = writeln!(out, "| hop, concurrency 1 | p50 µs | p90 µs | p99 µs |");
+            let _ = writeln!(out, "|---|---:|---:|---:|");
+            for h in &self.hops {
+                let _ = writeln!(
+                    out,
+                    "| {}: {} | {:.0} | {:.0} | {:.0} |",
+                    h.hop, h.what, h.stats.p50_us, h.stats.p90_us, h.stats.p99_us
+                );
+            }
+            if let Some(split) = self.split() {
+                let _ = writeln!(out, "\n{split}");
+            }
+        }
         let _ = writeln!(out);
         let _ = writeln!(out, "| target | goal | this run | met |");
         let _ = writeln!(out, "|---|---|---|---|");

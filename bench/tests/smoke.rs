@@ -68,6 +68,14 @@ fn smoke_run_writes_every_section() -> Result<()> {
     for key in ["gateway_growth_kib", "worker_growth_kib"] {
         ensure!(big["mcp"][key].is_u64(), "big_query.mcp.{key}");
     }
+    let hops = report["hops"].as_array().context("no hops section")?;
+    for hop in ["http", "grpc"] {
+        let h = hops
+            .iter()
+            .find(|h| h["hop"] == hop)
+            .with_context(|| format!("no {hop} hop"))?;
+        ensure!(h["calls"] == 3 && h["p50_us"].is_number(), "hop {hop}: {h}");
+    }
     let targets = report["targets"].as_array().context("no targets")?;
     ensure!(targets.len() == 9, "targets: {}", report["targets"]);
     ensure!(
@@ -77,5 +85,6 @@ fn smoke_run_writes_every_section() -> Result<()> {
     );
     let md = std::fs::read_to_string(out.path().join("report.md"))?;
     ensure!(md.contains("| target | goal | this run | met |"), "{md}");
+    ensure!(md.contains("in the gateway."), "{md}");
     Ok(())
 }
