@@ -172,41 +172,44 @@ pub struct GrpcHealthCaller {
 
 impl GrpcHealthCaller {
     pub async fn connect(worker: SocketAddr) -> Result<Self> {
-        let channel = Endpoint::from_shared(format!("http://{worker}"))?
-            .tcp_nodelay(true)
-            .connect()
-            .await
-            .with_context(|| format!("connecting to the worker at {worker}"))?;
         Ok(GrpcHealthCaller {
-            client: HealthClient::new(channel),
+            client: HealthClient::new(worker_channel(worker).await?),
         })
     }
 }
 
 impl Caller for GrpcHealthCaller {
     async fn call(&mut self) -> Result<()> {
-        let answer = self
-            .client
-            .check(HealthCheckRequest {
-                service: "pgmcp.v1.Worker".into(),
-            })
-            .await?;
         ensure!(
-            answer.into_inner().status == ServingStatus::Serving as i32,
+            worker_is_serving(&mut self.client).await?,
             "the worker is not SERVING"
         );
         Ok(())
     }
 }
 
-/// A gRPC client of the worker at `addr`, on a connection of its own.
-pub async fn worker_client(addr: SocketAddr) -> Result<WorkerClient<Channel>> {
-    let channel = Endpoint::from_shared(format!("http://{addr}"))?
+/// Whether the worker's health service says `pgmcp.v1.Worker` is SERVING.
+pub async fn worker_is_serving(client: &mut HealthClient<Channel>) -> Result<bool> {
+    let answer = client
+        .check(HealthCheckRequest {
+            service: "pgmcp.v1.Worker".into(),
+        })
+        .await?;
+    Ok(answer.into_inner().status == ServingStatus::Serving as i32)
+}
+
+/// A connection of its own to the worker at `addr`.
+async fn worker_channel(addr: SocketAddr) -> Result<Channel> {
+    Endpoint::from_shared(format!("http://{addr}"))?
         .tcp_nodelay(true)
         .connect()
         .await
-        .with_context(|| format!("connecting to the worker at {addr}"))?;
-    Ok(WorkerClient::new(channel)
+        .with_context(|| format!("connecting to the worker at {addr}"))
+}
+
+/// A gRPC client of the worker at `addr`, on a connection of its own.
+pub async fn worker_client(addr: SocketAddr) -> Result<WorkerClient<Channel>> {
+    Ok(WorkerClient::new(worker_channel(addr).await?)
         .max_decoding_message_size(16 * 1024 * 1024)
         .max_encoding_message_size(16 * 1024 * 1024))
 }

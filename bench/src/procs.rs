@@ -19,10 +19,9 @@ use anyhow::{Context, Result, bail};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use tokio::process::{Child, Command};
-use tonic_health::pb::HealthCheckRequest;
-use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
 
+use crate::clients::worker_is_serving;
 use crate::http::HttpConn;
 
 /// How long a process gets to become ready, and to exit after SIGTERM.
@@ -178,13 +177,9 @@ async fn worker_serving(addr: SocketAddr) -> bool {
             .connect()
             .await
             .ok()?;
-        let answer = HealthClient::new(channel)
-            .check(HealthCheckRequest {
-                service: "pgmcp.v1.Worker".into(),
-            })
+        worker_is_serving(&mut HealthClient::new(channel))
             .await
-            .ok()?;
-        Some(answer.into_inner().status == ServingStatus::Serving as i32)
+            .ok()
     };
     tokio::time::timeout(Duration::from_secs(1), check)
         .await

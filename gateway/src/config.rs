@@ -277,7 +277,7 @@ pub struct Args {
 
     /// Threads that serve calls [default: one per CPU the process may use].
     /// Where the gateway shares a few cores with workers or PostgreSQL, one
-    /// thread answers sooner and serves more calls (docs/performance.md);
+    /// thread answers sooner and holds less memory (docs/performance.md);
     /// scale out with more gateways instead.
     #[arg(long, env = "PGMCP_GATEWAY_THREADS", value_parser = clap::value_parser!(u16).range(1..=1024))]
     pub threads: Option<u16>,
