@@ -150,6 +150,21 @@ impl From<tonic::Status> for GatewayError {
                 status.message()
             );
         }
+        // A CANCELLED raised here, not sent by the worker: the connection to
+        // the worker closed (or the worker reset the stream) before it
+        // answered. The worker's own deadline arrives over the wire and has
+        // no source; this one is the worker going away.
+        if status.details().is_empty()
+            && status.code() == tonic::Code::Cancelled
+            && std::error::Error::source(&status).is_some()
+        {
+            err.kind = ErrorKind::Unavailable as i32;
+            err.message = format!(
+                "the connection to the worker closed before it answered ({})",
+                status.message()
+            );
+            err.retry_safe = true;
+        }
         GatewayError(Box::new(err))
     }
 }
@@ -240,5 +255,38 @@ mod tests {
         );
         assert!(text.contains("column 10"));
         assert!(text.contains("Fix the SQL"));
+    }
+
+    /// An error raised inside the gateway that carries a status, as hyper's
+    /// "operation was canceled" does when the worker's connection closes.
+    #[derive(Debug)]
+    struct Transport(tonic::Status);
+
+    impl std::fmt::Display for Transport {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            write!(f, "transport: {}", self.0.message())
+        }
+    }
+
+    impl std::error::Error for Transport {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            Some(&self.0)
+        }
+    }
+
+    #[test]
+    fn a_connection_closed_under_a_call_is_the_worker_going_away() {
+        let local = tonic::Status::from_error(Box::new(Transport(tonic::Status::cancelled(
+            "operation was canceled",
+        ))));
+        assert_eq!(local.code(), tonic::Code::Cancelled);
+        let err = GatewayError::from(local);
+        assert_eq!(err.kind(), ErrorKind::Unavailable);
+        assert!(err.0.retry_safe);
+        assert!(err.0.message.contains("closed before it answered"), "{err}");
+
+        // The worker's own deadline, as it arrives over the wire.
+        let wire = tonic::Status::cancelled("Timeout expired");
+        assert_eq!(GatewayError::from(wire).kind(), ErrorKind::Timeout);
     }
 }
