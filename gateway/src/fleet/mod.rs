@@ -285,9 +285,12 @@ impl Fleet {
 
     /// A unary call whose request `call` builds from a client, the time left
     /// and the resolved database name; returns the answer with the worker's
-    /// URL. Reads only (retried like [`Retry::OnUnreachable`]).
+    /// URL. `retry` says what may be retried on another worker: reads pass
+    /// [`Retry::OnUnreachable`], writes (e.g. VACUUM, ANALYZE)
+    /// [`Retry::Never`].
     pub async fn unary_db<T, F, Fut>(
         &self,
+        retry: Retry,
         database: &str,
         deadline: Duration,
         call: F,
@@ -296,20 +299,15 @@ impl Fleet {
         F: Fn(WorkerClient<WorkerChannel>, Duration, String) -> Fut,
         Fut: Future<Output = Result<tonic::Response<T>, tonic::Status>>,
     {
-        self.route(
-            database,
-            Retry::OnUnreachable,
-            deadline,
-            |client, left, database| {
-                let answer = call(client, left, database);
-                async move {
-                    answer
-                        .await
-                        .map(tonic::Response::into_inner)
-                        .map_err(Failure::from)
-                }
-            },
-        )
+        self.route(database, retry, deadline, |client, left, database| {
+            let answer = call(client, left, database);
+            async move {
+                answer
+                    .await
+                    .map(tonic::Response::into_inner)
+                    .map_err(Failure::from)
+            }
+        })
         .await
     }
 

@@ -10,6 +10,7 @@ use rmcp::{tool, tool_router};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use crate::fleet::Retry;
 use crate::server::PgMcp;
 use crate::tools::{DEADLINE_SLACK, error_result, output_schema, parse_args, structured_result};
 
@@ -74,14 +75,19 @@ the statements that cost the most.",
         let answer = self
             .shared
             .fleet
-            .unary_db(&database, deadline, |mut client, left, database| {
-                let mut req = tonic::Request::new(DatabaseHealthRequest {
-                    database,
-                    timeout_ms,
-                });
-                req.set_timeout(left);
-                async move { client.database_health(req).await }
-            })
+            .unary_db(
+                Retry::OnUnreachable,
+                &database,
+                deadline,
+                |mut client, left, database| {
+                    let mut req = tonic::Request::new(DatabaseHealthRequest {
+                        database,
+                        timeout_ms,
+                    });
+                    req.set_timeout(left);
+                    async move { client.database_health(req).await }
+                },
+            )
             .await;
         let resp = match answer {
             Ok((resp, _)) => resp,

@@ -6,6 +6,7 @@ use rmcp::model::CallToolResult;
 use schemars::JsonSchema;
 use serde::Serialize;
 
+use crate::fleet::Retry;
 use crate::server::PgMcp;
 use crate::tools::{call_deadline, error_result, structured_result};
 
@@ -52,19 +53,26 @@ impl PgMcp {
         };
         let database = database.unwrap_or_default();
         let deadline = call_deadline(timeout_ms);
+        // VACUUM and ANALYZE change the table: never sent to a second
+        // worker after the first may have started them.
         let answer = self
             .shared
             .fleet
-            .unary_db(&database, deadline, |mut client, left, database| {
-                let mut req = tonic::Request::new(MaintainTableRequest {
-                    database,
-                    table: table.clone(),
-                    operation: op as i32,
-                    timeout_ms,
-                });
-                req.set_timeout(left);
-                async move { client.maintain_table(req).await }
-            })
+            .unary_db(
+                Retry::Never,
+                &database,
+                deadline,
+                |mut client, left, database| {
+                    let mut req = tonic::Request::new(MaintainTableRequest {
+                        database,
+                        table: table.clone(),
+                        operation: op as i32,
+                        timeout_ms,
+                    });
+                    req.set_timeout(left);
+                    async move { client.maintain_table(req).await }
+                },
+            )
             .await;
         let resp = match answer {
             Ok((resp, _)) => resp,

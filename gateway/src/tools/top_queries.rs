@@ -9,6 +9,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::errors::GatewayError;
+use crate::fleet::Retry;
 use crate::server::PgMcp;
 use crate::tools::{call_deadline, error_result, output_schema, parse_args, structured_result};
 
@@ -115,15 +116,20 @@ enable it. Read-only.",
         let answer = self
             .shared
             .fleet
-            .unary_db(&database, deadline, |mut client, left, database| {
-                let mut req = tonic::Request::new(TopQueriesRequest {
-                    database,
-                    order_by: order as i32,
-                    limit,
-                });
-                req.set_timeout(left);
-                async move { client.top_queries(req).await }
-            })
+            .unary_db(
+                Retry::OnUnreachable,
+                &database,
+                deadline,
+                |mut client, left, database| {
+                    let mut req = tonic::Request::new(TopQueriesRequest {
+                        database,
+                        order_by: order as i32,
+                        limit,
+                    });
+                    req.set_timeout(left);
+                    async move { client.top_queries(req).await }
+                },
+            )
             .await;
         let resp = match answer {
             Ok((resp, _)) => resp,
