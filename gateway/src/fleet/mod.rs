@@ -360,8 +360,14 @@ impl Fleet {
             let member = match &last {
                 None => self.inner.pick(&database, until).await?,
                 // A retry goes to another worker serving now, or not at all.
-                Some(_) => match members::pick_p2c(&self.inner.eligible(&database, &tried)) {
+                Some(err) => match members::pick_p2c(&self.inner.eligible(&database, &tried)) {
                     Some(m) => m,
+                    // Every worker that claimed the database denied it
+                    // (their Info was stale): list what the fleet serves,
+                    // not what the last of them does.
+                    None if err.kind() == ErrorKind::UnknownDatabase => {
+                        return Err(self.inner.unknown_database(&database, true));
+                    }
                     None => return Err(exhausted(last, &tried)),
                 },
             };
@@ -592,6 +598,31 @@ impl Inner {
             .collect()
     }
 
+    /// The error for a call whose `database` no serving worker has: the
+    /// databases the whole fleet announced. `denied`: the workers that
+    /// announced `database` said they do not serve it, so it is not listed.
+    fn unknown_database(&self, database: &str, denied: bool) -> GatewayError {
+        let members = self.members();
+        let mut names: Vec<String> = members
+            .iter()
+            .flat_map(|m| m.targets().unwrap_or_default())
+            .filter(|n| !denied || n != database)
+            .collect();
+        names.sort();
+        names.dedup();
+        let down = members.iter().filter(|m| !m.is_healthy()).count();
+        let mut msg = format!(
+            "no database named `{database}` is served by any worker; available: {}",
+            names.join(", ")
+        );
+        if down > 0 {
+            msg.push_str(&format!(
+                " ({down} worker(s) not serving right now may have it)"
+            ));
+        }
+        GatewayError::new(ErrorKind::UnknownDatabase, msg)
+    }
+
     /// A healthy worker serving `database`, chosen by two random choices
     /// over calls outstanding. When no worker serves at all (start-up, a
     /// restart), waits briefly, within `until`, for one; then explains what
@@ -612,23 +643,7 @@ impl Inner {
             // Serving workers, and none of them has the database: say which
             // databases exist (a worker that is down may have it).
             if any_healthy && !database.is_empty() {
-                let mut names: Vec<String> = members
-                    .iter()
-                    .flat_map(|m| m.targets().unwrap_or_default())
-                    .collect();
-                names.sort();
-                names.dedup();
-                let down = members.iter().filter(|m| !m.is_healthy()).count();
-                let mut msg = format!(
-                    "no database named `{database}` is served by any worker; available: {}",
-                    names.join(", ")
-                );
-                if down > 0 {
-                    msg.push_str(&format!(
-                        " ({down} worker(s) not serving right now may have it)"
-                    ));
-                }
-                return Err(GatewayError::new(ErrorKind::UnknownDatabase, msg));
+                return Err(self.unknown_database(database, false));
             }
             if tokio::time::timeout_at(wait_until, changes.changed())
                 .await
