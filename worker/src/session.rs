@@ -17,7 +17,7 @@
 
 use std::time::Duration;
 
-use futures::FutureExt;
+use futures::{FutureExt, StreamExt};
 
 use pgmcp_proto::error::ErrorKind;
 use sqlx::pool::PoolConnection;
@@ -53,7 +53,11 @@ const ROLLBACK_AND_UNLOCK: &str = "ROLLBACK; SELECT pg_catalog.pg_advisory_unloc
 /// session: cursors, role, settings, LISTEN, advisory locks, temporary
 /// tables, sequence state. Equivalent to `DISCARD ALL` without
 /// `DEALLOCATE ALL`, which would drop the driver's prepared statements.
-const COMMIT_AND_RESET: &str = "COMMIT; CLOSE ALL; SET SESSION AUTHORIZATION DEFAULT; RESET ALL; \
+/// The timeouts come first: a session-level `statement_timeout` or
+/// `lock_timeout` that the caller committed would otherwise bound the
+/// reset's statements.
+const COMMIT_AND_RESET: &str = "COMMIT; RESET statement_timeout; RESET lock_timeout; CLOSE ALL; \
+     SET SESSION AUTHORIZATION DEFAULT; RESET ALL; \
      UNLISTEN *; DISCARD TEMP; DISCARD SEQUENCES; SELECT pg_catalog.pg_advisory_unlock_all(), \
      EXISTS (SELECT 1 FROM pg_catalog.pg_prepared_statements WHERE from_sql)";
 
@@ -276,7 +280,8 @@ impl Session {
     }
 
     /// Commits and resets the session. On failure nothing was committed; the
-    /// error says why.
+    /// error says why. When the reset after a successful COMMIT fails, the
+    /// call succeeded and the connection is closed instead of pooled.
     pub async fn commit(mut self, target: &Target) -> Result<(), WorkerError> {
         if self.tainted {
             drop(self.conn.detach());
@@ -284,17 +289,37 @@ impl Session {
                 "the call's transaction was ended by its own SQL",
             ));
         }
-        match sqlx::raw_sql(COMMIT_AND_RESET)
-            .fetch_one(&mut *self.conn)
-            .await
-        {
-            Ok(row) => {
-                if row.try_get::<bool, _>(1).ok() != Some(false) {
+        // The first statement to complete is the COMMIT: an error after it
+        // comes from the reset, and the call's work is committed all the same.
+        let mut committed = false;
+        let mut clean = false;
+        let failed = {
+            let mut results = sqlx::raw_sql(COMMIT_AND_RESET).fetch_many(&mut *self.conn);
+            loop {
+                match results.next().await {
+                    None => break None,
+                    Some(Ok(sqlx::Either::Left(_))) => committed = true,
+                    Some(Ok(sqlx::Either::Right(row))) => {
+                        clean = row.try_get::<bool, _>(1).ok() == Some(false);
+                    }
+                    Some(Err(e)) => break Some(e),
+                }
+            }
+        };
+        match failed {
+            None => {
+                if !clean {
                     drop(self.conn.detach());
                 }
                 Ok(())
             }
-            Err(e) => {
+            Some(e) if committed => {
+                // What the reset did not get to may still be on the session.
+                tracing::warn!(target = %target.name, error = %e, "resetting the session after COMMIT failed; discarding the connection");
+                drop(self.conn.detach());
+                Ok(())
+            }
+            Some(e) => {
                 let err = WorkerError::from(e);
                 // The COMMIT itself failed (e.g. a deferred constraint): the
                 // transaction is gone; a clean connection goes back to the pool.
