@@ -1,7 +1,8 @@
 //! Limits the gateway and the worker enforce, each with an error naming the
 //! limit and its value: concurrent calls per principal, the worker's
 //! admission limit, SQL size and parameter count at the gateway (for every
-//! tool that carries SQL), and the gRPC
+//! tool that carries SQL), statements per `transaction`, queries per
+//! `batch_query` and rows per `bulk_insert`, and the gRPC
 //! message size in both directions. (The HTTP body limit is in
 //! `gateway_http.rs`; the worker's own SQL and row limits in `worker_query.rs`.)
 
@@ -276,5 +277,109 @@ async fn grpc_message_size_is_limited_in_both_directions() -> Result<()> {
     .await?;
     assert!(is_error(&res));
     assert!(text(&res).contains("--max-message-bytes"), "{}", text(&res));
+    Ok(())
+}
+
+/// How many statements one `transaction` carries, queries one `batch_query`
+/// and rows one `bulk_insert`: over the limit, the gateway refuses the call
+/// before any worker sees it, naming the limit, its value and the flag an
+/// operator changes; at the limit, the call runs.
+#[tokio::test]
+async fn transaction_batch_and_bulk_sizes_are_limited_by_named_flags() -> Result<()> {
+    let stack = Stack::start_with(
+        "CREATE TABLE t (id int)",
+        &["--mode", "read-write"],
+        &[
+            "--max-transaction-statements",
+            "2",
+            "--max-batch-queries",
+            "3",
+            "--max-bulk-rows",
+            "4",
+        ],
+    )
+    .await?;
+    let call = |tool: &'static str, args: serde_json::Value| {
+        let client = &stack.client;
+        async move { mcp::call_tool(client, tool, args).await }
+    };
+    let insert = |n: i32| json!({"sql": "INSERT INTO t VALUES ($1)", "params": [n]});
+
+    let res = call(
+        "transaction",
+        json!({"statements": [insert(1), insert(2), insert(3)]}),
+    )
+    .await?;
+    mcp::assert_tool_error(
+        &res,
+        "invalid_request",
+        "3 statements given, over this gateway's limit of 2 statements per transaction \
+         (--max-transaction-statements)",
+    );
+    assert!(
+        text(&res).contains("an operator raises --max-transaction-statements"),
+        "{}",
+        text(&res)
+    );
+
+    let queries: Vec<_> = (1..=4)
+        .map(|i| json!({"sql": format!("SELECT {i}")}))
+        .collect();
+    let res = call("batch_query", json!({"queries": queries})).await?;
+    mcp::assert_tool_error(
+        &res,
+        "invalid_request",
+        "4 queries given, over this gateway's limit of 3 queries per batch (--max-batch-queries)",
+    );
+    assert!(
+        text(&res).contains("an operator raises --max-batch-queries"),
+        "{}",
+        text(&res)
+    );
+
+    let rows: Vec<_> = (1..=5).map(|i| json!([i])).collect();
+    let res = call(
+        "bulk_insert",
+        json!({"table": "t", "columns": ["id"], "rows": rows}),
+    )
+    .await?;
+    mcp::assert_tool_error(
+        &res,
+        "invalid_request",
+        "5 rows given, over this gateway's limit of 4 rows per bulk_insert call (--max-bulk-rows)",
+    );
+    assert!(
+        text(&res).contains("an operator raises --max-bulk-rows"),
+        "{}",
+        text(&res)
+    );
+
+    // Nothing ran, not even the transaction's first statements.
+    let count = stack
+        .pg
+        .column("app", "SELECT count(*)::text FROM t")
+        .await?;
+    assert_eq!(count, vec![Some("0".to_string())]);
+
+    // At the limits, each call runs.
+    let res = call("transaction", json!({"statements": [insert(1), insert(2)]})).await?;
+    assert_eq!(structured(&res)["committed"], true, "{}", text(&res));
+    let queries: Vec<_> = (1..=3)
+        .map(|i| json!({"sql": format!("SELECT {i}")}))
+        .collect();
+    let res = call("batch_query", json!({"queries": queries})).await?;
+    assert_eq!(structured(&res)["failed"], 0, "{}", text(&res));
+    let rows: Vec<_> = (3..=6).map(|i| json!([i])).collect();
+    let res = call(
+        "bulk_insert",
+        json!({"table": "t", "columns": ["id"], "rows": rows}),
+    )
+    .await?;
+    assert_eq!(structured(&res)["rows_inserted"], 4, "{}", text(&res));
+    let count = stack
+        .pg
+        .column("app", "SELECT count(*)::text FROM t")
+        .await?;
+    assert_eq!(count, vec![Some("6".to_string())]);
     Ok(())
 }

@@ -83,7 +83,9 @@ Use it to gather several facts in one call (counts from different tables, a few 
         if args.queries.len() > limits.max_batch_queries {
             return error_result(
                 &GatewayError::invalid(format!(
-                    "{} queries given, over the limit of {} per batch; split the batch",
+                    "{} queries given, over this gateway's limit of {} queries per batch \
+                     (--max-batch-queries); split the batch into several calls, or an operator raises \
+                     --max-batch-queries",
                     args.queries.len(),
                     limits.max_batch_queries
                 )),

@@ -63,7 +63,9 @@ rows or rows that need SQL expressions, use `execute` with INSERT instead.",
         if args.rows.len() > limits.max_bulk_rows {
             return error_result(
                 &GatewayError::invalid(format!(
-                    "{} rows given, over the limit of {} rows per bulk_insert call; split the load",
+                    "{} rows given, over this gateway's limit of {} rows per bulk_insert call \
+                     (--max-bulk-rows); split the load into several calls, or an operator raises \
+                     --max-bulk-rows",
                     args.rows.len(),
                     limits.max_bulk_rows
                 )),

@@ -66,7 +66,9 @@ A failed call is never retried automatically.",
         if args.statements.len() > limits.max_transaction_statements {
             return error_result(
                 &GatewayError::invalid(format!(
-                    "{} statements given, over the limit of {} per transaction",
+                    "{} statements given, over this gateway's limit of {} statements per transaction \
+                     (--max-transaction-statements); split the work into several transactions, or an \
+                     operator raises --max-transaction-statements",
                     args.statements.len(),
                     limits.max_transaction_statements
                 )),
