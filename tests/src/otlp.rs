@@ -43,6 +43,10 @@ pub struct SpanRecord {
     /// Attribute values rendered as text (numbers in decimal).
     pub attributes: BTreeMap<String, String>,
     pub status: StatusCode,
+    /// The status's description (set with an error status).
+    pub status_message: String,
+    /// (name, attributes) of each event, in order.
+    pub events: Vec<(String, BTreeMap<String, String>)>,
     /// (trace id, span id) of each link.
     pub links: Vec<(String, String)>,
 }
@@ -225,6 +229,16 @@ fn keep(store: &Store, req: ExportTraceServiceRequest) {
                         .as_ref()
                         .and_then(|st| StatusCode::try_from(st.code).ok())
                         .unwrap_or(StatusCode::Unset),
+                    status_message: s
+                        .status
+                        .as_ref()
+                        .map(|st| st.message.clone())
+                        .unwrap_or_default(),
+                    events: s
+                        .events
+                        .iter()
+                        .map(|e| (e.name.clone(), attributes(&e.attributes)))
+                        .collect(),
                     links: s
                         .links
                         .iter()
