@@ -377,3 +377,104 @@ async fn jwks_url_is_fetched_and_refreshed_for_new_keys() -> Result<()> {
     assert!(err.contains("cannot load the JWKS"), "{err}");
     Ok(())
 }
+
+#[tokio::test]
+async fn read_scope_cannot_write_or_administer_and_nothing_is_written() -> Result<()> {
+    let pg = Pg::start()?;
+    let app = pg.create_db("app").await?;
+    pg.exec("app", "CREATE TABLE t (x int); INSERT INTO t VALUES (1)")
+        .await?;
+    let worker =
+        InProcessWorker::start(&["--database", &format!("app={app}"), "--mode", "read-write"])
+            .await?;
+    let idp = TestIssuer::new("k1")?;
+    let mut flags = idp.gateway_flags();
+    flags.extend([
+        "--auth-tokens".to_string(),
+        format!("alice read {ALICE}; wendy write {WENDY}"),
+        "--toolsets".to_string(),
+        "all".to_string(),
+    ]);
+    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+    let gateway = InProcessGateway::start(&[worker.url()], &flags).await?;
+    let url = gateway.mcp_url();
+
+    let calls = [
+        (
+            "execute",
+            json!({"sql": "INSERT INTO t VALUES (2)"}),
+            "write",
+        ),
+        (
+            "transaction",
+            json!({"statements": [{"sql": "DELETE FROM t"}, {"sql": "INSERT INTO t VALUES (3)"}]}),
+            "write",
+        ),
+        (
+            "bulk_insert",
+            json!({"table": "t", "columns": ["x"], "rows": [[4], [5]]}),
+            "write",
+        ),
+        ("analyze_table", json!({"table": "t"}), "dba"),
+        (
+            "vacuum_table",
+            json!({"table": "t", "analyze": true}),
+            "dba",
+        ),
+        ("invalidate_schema_cache", json!({}), "dba"),
+    ];
+    // A static token and a JWT with only the read scope; then a writer,
+    // who may write but not administer.
+    let reader_jwt = idp.es256(&idp.claims("reader", "pgmcp:read"))?;
+    for (who, token, may_write) in [
+        ("alice", ALICE.to_string(), false),
+        ("reader", reader_jwt, false),
+        ("wendy", WENDY.to_string(), true),
+    ] {
+        let client = mcp::http_client_with_token(&url, &token).await?;
+        let listed = tool_names(&client.list_all_tools().await?);
+        for (tool, args, needs) in &calls {
+            if *needs == "write" && may_write {
+                continue;
+            }
+            assert!(
+                !listed.iter().any(|t| t == tool),
+                "{who} is shown {tool}: {listed:?}"
+            );
+            let res = mcp::call_tool(&client, tool, args.clone()).await?;
+            mcp::assert_tool_error(
+                &res,
+                "permission_denied",
+                &format!("tool `{tool}` needs the `{needs}` permission"),
+            );
+            assert!(text(&res).contains(who), "{who}: {}", text(&res));
+        }
+        client.cancel().await?;
+    }
+
+    // Nothing was written, analyzed or vacuumed, and no statement reached
+    // the database on behalf of the refused calls.
+    let rows = pg
+        .column("app", "SELECT string_agg(x::text, ',') FROM t")
+        .await?;
+    assert_eq!(rows, vec![Some("1".to_string())]);
+    let maintained = pg
+        .column(
+            "app",
+            "SELECT (coalesce(vacuum_count, 0) + coalesce(analyze_count, 0))::text \
+             FROM pg_stat_user_tables WHERE relname = 't'",
+        )
+        .await?;
+    assert_eq!(maintained, vec![Some("0".to_string())]);
+    let alice = mcp::http_client_with_token(&url, ALICE).await?;
+    let history = mcp::read_json(&alice, "query-history://recent").await?;
+    let entries = history["entries"].as_array().cloned().unwrap_or_default();
+    assert!(
+        entries.iter().all(|e| {
+            let sql = e["sql"].as_str().unwrap_or_default();
+            !sql.contains("INSERT") && !sql.contains("DELETE") && !sql.contains("ANALYZE")
+        }),
+        "refused calls reached a worker: {history}"
+    );
+    Ok(())
+}
