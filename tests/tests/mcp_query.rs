@@ -587,3 +587,121 @@ async fn column_types_are_catalog_names() -> anyhow::Result<()> {
     );
     Ok(())
 }
+
+#[tokio::test]
+async fn lock_waits_end_at_the_calls_timeout() -> anyhow::Result<()> {
+    use sqlx::{Connection, Executor};
+    let stack = Stack::start_with(SHOP, &["--mode", "read-write"], &[]).await?;
+    // Another session holds a row lock and a table lock until the end.
+    let mut holder = sqlx::PgConnection::connect(&stack.pg.owner_url("app")).await?;
+    holder
+        .execute(
+            "BEGIN; SELECT * FROM customers WHERE id = 1 FOR UPDATE; \
+             LOCK TABLE many IN ACCESS EXCLUSIVE MODE",
+        )
+        .await?;
+    for (tool, sql) in [
+        (
+            "execute",
+            "UPDATE customers SET name = 'Blocked' WHERE id = 1",
+        ),
+        ("query", "SELECT count(*) FROM many"),
+    ] {
+        let started = Instant::now();
+        let res =
+            mcp::call_tool(&stack.client, tool, json!({"sql": sql, "timeout_ms": 500})).await?;
+        let took = started.elapsed();
+        mcp::assert_tool_error(&res, "timeout", "timeout");
+        assert!(
+            text(&res).contains("canceling statement due to"),
+            "{tool}: {}",
+            text(&res)
+        );
+        assert!(
+            took >= Duration::from_millis(400) && took < Duration::from_secs(5),
+            "{tool}: took {took:?}"
+        );
+        // The statement stopped waiting in the database too.
+        let waiting = stack
+            .pg
+            .column(
+                "app",
+                "SELECT count(*)::text FROM pg_stat_activity \
+                 WHERE wait_event_type = 'Lock' AND backend_type = 'client backend'",
+            )
+            .await?;
+        assert_eq!(waiting, vec![Some("0".to_string())], "{tool}");
+    }
+    holder.execute("ROLLBACK").await?;
+    let name = stack
+        .pg
+        .column("app", "SELECT name FROM customers WHERE id = 1")
+        .await?;
+    assert_eq!(name, vec![Some("Ada".to_string())]);
+    // With the locks gone the same calls go through.
+    let res = mcp::call_tool(
+        &stack.client,
+        "query",
+        json!({"sql": "SELECT count(*) FROM many", "timeout_ms": 500}),
+    )
+    .await?;
+    assert!(!is_error(&res), "{}", text(&res));
+    Ok(())
+}
+
+#[tokio::test]
+async fn timeouts_above_the_maximum_are_refused_by_the_gateway_and_capped_by_the_worker()
+-> anyhow::Result<()> {
+    // As documented (README, docs/security.md): the gateway refuses a
+    // `timeout_ms` over --max-timeout-ms, naming the limit; a worker caps a
+    // call's timeout at its --max-statement-timeout-ms.
+    let stack = Stack::start_with(
+        "CREATE TABLE t (x int)",
+        &[
+            "--mode",
+            "read-write",
+            "--statement-timeout-ms",
+            "1000",
+            "--max-statement-timeout-ms",
+            "1000",
+        ],
+        &["--max-timeout-ms", "4000"],
+    )
+    .await?;
+    for (tool, args) in [
+        ("query", json!({"sql": "SELECT 1", "timeout_ms": 4001})),
+        (
+            "execute",
+            json!({"sql": "INSERT INTO t VALUES (1)", "timeout_ms": 60000}),
+        ),
+        (
+            "transaction",
+            json!({"statements": [{"sql": "INSERT INTO t VALUES (2)"}], "timeout_ms": 4001}),
+        ),
+        (
+            "batch_query",
+            json!({"queries": [{"sql": "SELECT 1"}], "timeout_ms": 4001}),
+        ),
+    ] {
+        let res = mcp::call_tool(&stack.client, tool, args).await?;
+        mcp::assert_tool_error(&res, "invalid_request", "over the limit of 4000 ms");
+        assert!(text(&res).contains("timeout_ms"), "{tool}: {}", text(&res));
+    }
+    let written = stack
+        .pg
+        .column("app", "SELECT count(*)::text FROM t")
+        .await?;
+    assert_eq!(written, vec![Some("0".to_string())]);
+    // At the gateway's maximum, the worker's smaller cap applies.
+    let started = Instant::now();
+    let res = stack
+        .query(json!({"sql": "SELECT pg_sleep(3)", "timeout_ms": 4000}))
+        .await?;
+    mcp::assert_tool_error(&res, "timeout", "statement timeout");
+    assert!(
+        started.elapsed() < Duration::from_millis(2500),
+        "took {:?}",
+        started.elapsed()
+    );
+    Ok(())
+}
