@@ -191,7 +191,9 @@ pub fn assert_tool_error(result: &CallToolResult, kind: &str, needle: &str) {
 /// Checks `result` against the `outputSchema` that `tool` advertises in
 /// `tools/list`, as a strict client would: a tool with an output schema
 /// must return `structuredContent` that validates against it (errors
-/// included, when they carry structured content).
+/// included, when they carry structured content). [`assert_valid_output`]
+/// with the tool looked up by name, and a check that the schema's root is
+/// an object.
 pub async fn check_output_schema(
     client: &Client,
     tool: &str,
@@ -201,27 +203,9 @@ pub async fn check_output_schema(
     let Some(def) = tools.iter().find(|t| t.name == tool) else {
         bail!("no tool named {tool}");
     };
-    let Some(schema) = &def.output_schema else {
-        bail!("{tool} advertises no outputSchema");
-    };
-    let schema = serde_json::Value::Object((**schema).clone());
-    if schema["type"] != "object" {
-        bail!("{tool}: outputSchema root is not type object: {schema}");
+    let root = def.output_schema.as_ref().and_then(|s| s.get("type"));
+    if root != Some(&serde_json::json!("object")) {
+        bail!("{tool}: outputSchema root is not type object: {root:?}");
     }
-    let Some(content) = &result.structured_content else {
-        bail!("{tool} returned no structuredContent: {result:?}");
-    };
-    let validator = jsonschema::validator_for(&schema)
-        .map_err(|e| anyhow::anyhow!("{tool}: outputSchema is not a valid JSON Schema: {e}"))?;
-    let errors: Vec<String> = validator
-        .iter_errors(content)
-        .map(|e| format!("{e} at {}", e.instance_path()))
-        .collect();
-    if !errors.is_empty() {
-        bail!(
-            "{tool}: structuredContent does not match outputSchema: {}\ncontent: {content}",
-            errors.join("; ")
-        );
-    }
-    Ok(())
+    assert_valid_output(def, result)
 }
