@@ -1,8 +1,13 @@
 //! `execute`, `transaction`, `batch_query`, `explain`, `bulk_insert` and
-//! `query` paging, end to end against a real PostgreSQL.
+//! `query` paging, end to end against a real PostgreSQL: results and errors
+//! against each tool's outputSchema, annotations, batch concurrency,
+//! retryable conflicts, and cursors (tampered, foreign, expired).
 
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
 use pgmcp_tests::Stack;
-use pgmcp_tests::mcp::{self, is_error, structured, text};
+use pgmcp_tests::mcp::{self, assert_valid_output, is_error, structured, text};
 use pgmcp_tests::procs::Proc;
 use serde_json::json;
 
@@ -438,5 +443,257 @@ async fn paging_through_10000_rows_across_two_gateways() -> anyhow::Result<()> {
     let res = mcp::call_tool(&stranger_client, "query", json!({"cursor": good})).await?;
     assert!(is_error(&res));
     assert!(text(&res).contains("invalid cursor"), "{}", text(&res));
+    Ok(())
+}
+
+/// Every result of the SQL tools, and every kind of error they return
+/// (from the gateway's own checks, from PostgreSQL, and per item of a
+/// batch), validates against the outputSchema the tool advertises.
+#[tokio::test]
+async fn sql_tool_results_and_errors_match_their_output_schemas() -> anyhow::Result<()> {
+    let stack = read_write().await?;
+    let c = &stack.client;
+    let tools = c.list_all_tools().await?;
+    let cases = [
+        (
+            "query",
+            json!({"sql": "SELECT id, name FROM items ORDER BY id"}),
+            false,
+        ),
+        (
+            "query",
+            json!({"sql": "SELECT n FROM numbers", "page_size": 10}),
+            false,
+        ),
+        ("query", json!({"sql": "SELECT * FROM missing"}), true),
+        ("query", json!({"sql": "SELECT 1", "bogus": 1}), true),
+        (
+            "execute",
+            json!({"sql": "INSERT INTO items VALUES ($1, $2, $3) RETURNING *", "params": [3, "cocoa", 1]}),
+            false,
+        ),
+        (
+            "execute",
+            json!({"sql": "CREATE TABLE made (x int)"}),
+            false,
+        ),
+        (
+            "execute",
+            json!({"sql": "INSERT INTO items VALUES (1, 'dup', 1)"}),
+            true,
+        ),
+        ("execute", json!({"sql": "SELEC 1"}), true),
+        (
+            "transaction",
+            json!({"statements": [
+                {"sql": "UPDATE items SET qty = qty + 1 WHERE id = $1", "params": [1]},
+                {"sql": "SELECT name FROM items ORDER BY id"},
+            ]}),
+            false,
+        ),
+        (
+            "transaction",
+            json!({"statements": [{"sql": "DELETE FROM items"}, {"sql": "INSERT INTO nope VALUES (1)"}]}),
+            true,
+        ),
+        ("transaction", json!({"statements": []}), true),
+        (
+            "batch_query",
+            json!({"queries": [{"sql": "SELECT count(*) FROM items"}, {"sql": "SELECT * FROM missing"}]}),
+            false,
+        ),
+        ("batch_query", json!({"queries": "not a list"}), true),
+        (
+            "explain",
+            json!({"sql": "SELECT * FROM items WHERE id = $1", "params": [1]}),
+            false,
+        ),
+        (
+            "explain",
+            json!({"sql": "SELECT count(*) FROM numbers", "analyze": true, "buffers": true}),
+            false,
+        ),
+        ("explain", json!({"sql": "SELECT nope FROM items"}), true),
+        (
+            "bulk_insert",
+            json!({"table": "people", "rows": [{"id": 1, "name": "ada", "tags": ["x"]}]}),
+            false,
+        ),
+        (
+            "bulk_insert",
+            json!({"table": "items", "columns": ["id", "name", "qty"], "rows": [[10, "a", "lots"]]}),
+            true,
+        ),
+        (
+            "bulk_insert",
+            json!({"table": "missing", "rows": [[1]]}),
+            true,
+        ),
+    ];
+    for (tool, args, fails) in cases {
+        let res = mcp::call_tool(c, tool, args.clone()).await?;
+        assert_eq!(is_error(&res), fails, "{tool} {args}: {}", text(&res));
+        if fails {
+            assert!(
+                structured(&res)["error"]["kind"].is_string(),
+                "{tool} {args}: {}",
+                text(&res)
+            );
+        }
+        let def = tools
+            .iter()
+            .find(|t| t.name == tool)
+            .with_context(|| format!("{tool} not listed"))?;
+        assert_valid_output(def, &res).with_context(|| format!("{tool} {args}"))?;
+    }
+    Ok(())
+}
+
+/// Tools that change the database say so; the others promise to read only.
+#[tokio::test]
+async fn tools_are_annotated_by_whether_they_change_the_database() -> anyhow::Result<()> {
+    let stack = Stack::start_with("", &[], &["--toolsets", "all"]).await?;
+    let tools = stack.client.list_all_tools().await?;
+    let annotations = |name: &str| {
+        tools
+            .iter()
+            .find(|t| t.name == name)
+            .and_then(|t| t.annotations.clone())
+            .with_context(|| format!("{name}: not listed, or no annotations"))
+    };
+    for name in ["execute", "transaction", "bulk_insert"] {
+        let ann = annotations(name)?;
+        assert_eq!(ann.read_only_hint, Some(false), "{name}");
+        assert_eq!(ann.destructive_hint, Some(true), "{name}");
+        assert_eq!(ann.idempotent_hint, Some(false), "{name}");
+        assert_eq!(ann.open_world_hint, Some(false), "{name}");
+    }
+    for name in [
+        "query",
+        "batch_query",
+        "explain",
+        "list_schemas",
+        "list_tables",
+        "describe_table",
+        "list_databases",
+        "fleet_status",
+        "database_health",
+        "top_queries",
+        "invalidate_schema_cache",
+    ] {
+        let ann = annotations(name)?;
+        assert_eq!(ann.read_only_hint, Some(true), "{name}");
+        assert_eq!(ann.destructive_hint, Some(false), "{name}");
+        assert_eq!(ann.idempotent_hint, Some(true), "{name}");
+        assert_eq!(ann.open_world_hint, Some(false), "{name}");
+    }
+    Ok(())
+}
+
+/// The queries of a batch run at the same time (4 at once by default,
+/// `--batch-concurrency`): four one-second sleeps take about one second,
+/// well under the four seconds they would take one after another.
+#[tokio::test]
+async fn batch_query_runs_its_queries_concurrently() -> anyhow::Result<()> {
+    let stack = Stack::start("").await?;
+    let queries: Vec<_> = (1..=4)
+        .map(|i| json!({"sql": format!("SELECT {i} FROM pg_sleep(1)")}))
+        .collect();
+    let started = Instant::now();
+    let res = mcp::call_tool(&stack.client, "batch_query", json!({"queries": queries})).await?;
+    let took = started.elapsed();
+    assert!(!is_error(&res), "{}", text(&res));
+    let s = structured(&res);
+    assert_eq!(s["failed"], 0, "{s}");
+    for i in 0..4 {
+        assert_eq!(s["results"][i]["rows"], json!([[i + 1]]), "{s}");
+    }
+    assert!(took >= Duration::from_secs(1), "{took:?}");
+    assert!(
+        took < Duration::from_secs(2),
+        "4 × 1 s took {took:?}: the queries did not run concurrently"
+    );
+    Ok(())
+}
+
+/// Two transactions that lock the same two rows in opposite order
+/// deadlock; PostgreSQL aborts one (after deadlock_timeout, 1 s), which
+/// comes back as a `conflict` that is safe to retry, while the other
+/// commits.
+#[tokio::test]
+async fn deadlocks_are_conflicts_that_are_safe_to_retry() -> anyhow::Result<()> {
+    let stack = read_write().await?;
+    let c = &stack.client;
+    // Each locks its first row, waits long enough for the other to lock
+    // its own, then asks for the other's row.
+    let tx = |first: i32, second: i32| {
+        mcp::call_tool(
+            c,
+            "transaction",
+            json!({"statements": [
+                {"sql": "UPDATE items SET qty = qty + 1 WHERE id = $1", "params": [first]},
+                {"sql": "SELECT pg_sleep(1)"},
+                {"sql": "UPDATE items SET qty = qty + 1 WHERE id = $1", "params": [second]},
+            ]}),
+        )
+    };
+    let (a, b) = tokio::join!(tx(1, 2), tx(2, 1));
+    let (a, b) = (a?, b?);
+    let (failed, committed) = match (is_error(&a), is_error(&b)) {
+        (true, false) => (a, b),
+        (false, true) => (b, a),
+        _ => anyhow::bail!(
+            "expected exactly one to fail:\n{}\n---\n{}",
+            text(&a),
+            text(&b)
+        ),
+    };
+    assert_eq!(structured(&committed)["committed"], true);
+    mcp::assert_tool_error(&failed, "conflict", "it is safe to retry");
+    let err = &structured(&failed)["error"];
+    assert_eq!(err["retry_safe"], true, "{err}");
+    assert_eq!(err["sqlstate"], "40P01", "{err}");
+    let t = text(&failed);
+    assert!(t.contains("statement 3 of 3 failed"), "{t}");
+    assert!(t.contains("nothing was committed"), "{t}");
+    // Only the committed one's updates are there: each row went up by one.
+    let qty = stack
+        .pg
+        .column(
+            "app",
+            "SELECT string_agg(id || ':' || qty, ',' ORDER BY id) FROM items",
+        )
+        .await?;
+    assert_eq!(qty, vec![Some("1:11,2:6".to_string())]);
+    // Retrying the failed one succeeds.
+    let again = tx(1, 2).await?;
+    assert_eq!(structured(&again)["committed"], true, "{}", text(&again));
+    Ok(())
+}
+
+/// A cursor outlives its TTL (`--cursor-ttl-s`) only as a clear error that
+/// says how to start over.
+#[tokio::test]
+async fn an_expired_cursor_is_refused_with_directions() -> anyhow::Result<()> {
+    let stack = Stack::start_with(SHOP, &[], &["--cursor-ttl-s", "1"]).await?;
+    let res = stack
+        .query(json!({"sql": "SELECT n FROM numbers ORDER BY n", "page_size": 10}))
+        .await?;
+    let cursor = structured(&res)["next_cursor"]
+        .as_str()
+        .with_context(|| text(&res))?
+        .to_string();
+    // Still valid at once.
+    let res = stack.query(json!({"cursor": cursor})).await?;
+    assert_eq!(structured(&res)["rows"][0], json!([11]), "{}", text(&res));
+    // Expiry is checked in whole seconds: past 2 s it has surely expired.
+    tokio::time::sleep(Duration::from_millis(2_200)).await;
+    let res = stack.query(json!({"cursor": cursor})).await?;
+    mcp::assert_tool_error(
+        &res,
+        "invalid_request",
+        "the cursor has expired; run the query again without a cursor to start over",
+    );
+    assert_eq!(structured(&res)["error"]["retry_safe"], false);
     Ok(())
 }
