@@ -2,8 +2,9 @@
 //! shows: its own OpenTelemetry setup from `OTEL_*` variables, its service
 //! name, its JSON logs, its flush on SIGTERM.
 //!
-//! Each process listens on a port of its choosing (`127.0.0.1:0`) and logs
-//! in JSON; the address is read from its "listening" log line. Every stderr
+//! Each process listens on a port of its choosing (`127.0.0.1:0`) unless
+//! told one ([`Proc::worker_on`]) and logs in JSON; the address is read from
+//! its "listening" log line. Every stderr
 //! line is kept for inspection ([`Proc::logs`]).
 
 use std::net::SocketAddr;
@@ -33,7 +34,19 @@ const STOP_TIMEOUT: Duration = Duration::from_secs(20);
 impl Proc {
     /// Starts a worker serving `database_url`, with extra `flags` and `env`.
     pub async fn worker(database_url: &str, flags: &[&str], env: &[(&str, &str)]) -> Result<Self> {
-        let mut args = vec!["--listen", "127.0.0.1:0", "--database-url", database_url];
+        Self::worker_on("127.0.0.1:0", database_url, flags, env).await
+    }
+
+    /// Starts a worker listening on `listen` (e.g. the `addr` of a worker
+    /// that was killed, to restart it in place), serving `database_url`,
+    /// with extra `flags` and `env`.
+    pub async fn worker_on(
+        listen: &str,
+        database_url: &str,
+        flags: &[&str],
+        env: &[(&str, &str)],
+    ) -> Result<Self> {
+        let mut args = vec!["--listen", listen, "--database-url", database_url];
         args.extend_from_slice(flags);
         Self::start("pgmcp-worker", &args, env, "worker listening").await
     }
