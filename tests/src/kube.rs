@@ -131,6 +131,20 @@ impl Manifests {
         Ok(Some(out))
     }
 
+    /// The rendered Service that the DNS name `host` names for a client in
+    /// namespace `namespace` (`svc`, `svc.ns`, `svc.ns.svc`,
+    /// `svc.ns.svc.cluster.local`), if any.
+    pub fn service(&self, host: &str, namespace: &str) -> Option<&Value> {
+        let labels: Vec<&str> = host.split('.').collect();
+        let (svc, ns) = match labels.as_slice() {
+            [svc] => (*svc, namespace),
+            [svc, ns] | [svc, ns, "svc"] | [svc, ns, "svc", "cluster", "local"] => (*svc, *ns),
+            _ => return None,
+        };
+        self.of_kind("Service")
+            .find(|s| s["metadata"]["name"] == svc && namespace_of(s) == ns)
+    }
+
     /// Where `host:port` leads inside the cluster, for a client in namespace
     /// `namespace`: the Service the host names (`svc`, `svc.ns`,
     /// `svc.ns.svc`, `svc.ns.svc.cluster.local`), the port of that Service,
@@ -142,18 +156,11 @@ impl Manifests {
         port: u16,
         namespace: &str,
     ) -> Result<Option<(&Value, Container<'_>, u16)>> {
-        let labels: Vec<&str> = host.split('.').collect();
-        let (svc, ns) = match labels.as_slice() {
-            [svc] => (*svc, namespace),
-            [svc, ns] | [svc, ns, "svc"] | [svc, ns, "svc", "cluster", "local"] => (*svc, *ns),
-            _ => return Ok(None),
-        };
-        let Some(service) = self
-            .of_kind("Service")
-            .find(|s| s["metadata"]["name"] == svc && namespace_of(s) == ns)
-        else {
+        let Some(service) = self.service(host, namespace) else {
             return Ok(None);
         };
+        let svc = service["metadata"]["name"].as_str().unwrap_or("");
+        let ns = namespace_of(service);
         let service_port = service["spec"]["ports"]
             .as_array()
             .into_iter()

@@ -8,11 +8,16 @@
 //! names they are reached by (Service DNS names, Ingress hosts) and refuse
 //! others; every process must stop cleanly on SIGTERM within the grace period
 //! left after its preStop sleep, and that grace period must cover the longest
-//! call the container's configuration allows.
+//! call the container's configuration allows and the process's own drain
+//! (worker drain delay + shutdown grace, gateway shutdown grace). A gateway's
+//! `dns://` worker entry must name a rendered headless Service.
 //!
 //! Gateways must require authentication (they listen on every interface),
 //! workers must require the gateways' worker token, and every call a gateway
-//! makes with a client's token must reach a worker. Every pgmcp container
+//! makes with a client's token must reach a worker. Every client tries a
+//! harmless `execute`: those without `write` must be refused everywhere;
+//! base, dev and production write nothing, and in shared-fleet the backend's
+//! writers write while the analysts are refused. Every pgmcp container
 //! must be annotated for Prometheus and serve its metrics there; dev and
 //! production must send traces to their collector.
 //!
@@ -49,17 +54,29 @@ const READY_TIMEOUT: Duration = Duration::from_secs(60);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn base_runs_as_written() -> Result<()> {
-    runs_as_written("base").await.map(|_| ())
+    read_only(&runs_as_written("base").await?)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dev_overlay_runs_as_written() -> Result<()> {
-    runs_as_written("overlays/dev").await.map(|_| ())
+    read_only(&runs_as_written("overlays/dev").await?)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn production_overlay_runs_as_written() -> Result<()> {
-    runs_as_written("overlays/production").await.map(|_| ())
+    read_only(&runs_as_written("overlays/production").await?)
+}
+
+/// base, dev and production serve the database read-only (deploy/README.md):
+/// no client's `execute` gets through, whatever its token allows.
+fn read_only(ran: &Ran) -> Result<()> {
+    ensure!(
+        ran.written.is_empty(),
+        "these workers should serve the database read-only, yet {:?} wrote: {:?}",
+        ran.written,
+        ran.writes
+    );
+    Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -93,6 +110,65 @@ async fn shared_fleet_overlay_runs_as_written() -> Result<()> {
     ensure!(
         backend.contains("execute") && backend.contains("database_health"),
         "the backend's tokens should write, and its gateway serve the DBA toolset; they see {backend:?}"
+    );
+
+    // The shared workers write for the backend's writers, and the
+    // analysts' tokens are refused: the workers serve the database
+    // read-write, and only the tokens keep the analysts from writing.
+    let writes = |name: &str| {
+        fleet
+            .writes
+            .get(&format!("Deployment/{name}"))
+            .with_context(|| format!("shared-fleet has no {name}"))
+    };
+    let backend_writes = writes("pgmcp-gateway-backend")?;
+    let writers: Vec<&str> = backend_writes
+        .iter()
+        .filter(|(c, _)| c.writes)
+        .map(|(c, _)| c.principal.as_str())
+        .collect();
+    ensure!(
+        !writers.is_empty(),
+        "none of the backend's tokens grants write: {backend_writes:?}"
+    );
+    for (client, wrote) in backend_writes.iter().filter(|(c, _)| c.writes) {
+        ensure!(
+            *wrote == Wrote::Rows(1),
+            "the backend's {} should write through the shared workers (PGMCP_MODE read-write), \
+             but execute gave {wrote:?}",
+            client.principal
+        );
+        ensure!(
+            fleet.written.contains(&client.principal),
+            "execute as {} reported success, but its row is not in the table ({:?})",
+            client.principal,
+            fleet.written
+        );
+    }
+    let analysts_writes = writes("pgmcp-gateway-analysts")?;
+    ensure!(
+        !analysts_writes.is_empty(),
+        "the analysts' gateway has no client to try a write with"
+    );
+    for (client, wrote) in analysts_writes {
+        ensure!(
+            !client.writes,
+            "the analysts' {} holds a write permission; the shared workers would let it write",
+            client.principal
+        );
+        ensure!(
+            matches!(wrote, Wrote::Refused { kind, .. } if kind == "permission_denied"),
+            "the analysts' {} should be refused execute (permission_denied), got {wrote:?}",
+            client.principal
+        );
+    }
+    let mut expected: Vec<&str> = writers.clone();
+    expected.sort_unstable();
+    let mut written: Vec<&str> = fleet.written.iter().map(String::as_str).collect();
+    written.sort_unstable();
+    ensure!(
+        written == expected,
+        "only the backend's writers ({expected:?}) should have written; the table holds rows of {written:?}"
     );
     Ok(())
 }
@@ -251,7 +327,26 @@ struct Ran {
     workers: usize,
     /// Per gateway workload: the tools its clients' tokens see, together.
     tools: BTreeMap<String, BTreeSet<String>>,
+    /// Per gateway workload: what became of each client's `execute` of an
+    /// INSERT into the test's table.
+    writes: BTreeMap<String, Vec<(Client, Wrote)>>,
+    /// The principals whose rows the table holds at the end.
+    written: Vec<String>,
 }
+
+/// The outcome of one `execute` call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Wrote {
+    /// Committed; the rows it affected.
+    Rows(u64),
+    /// A tool error (`kind` as in `structuredContent.error.kind`), or
+    /// `kind` "not_served" when the gateway does not serve `execute`.
+    Refused { kind: String, message: String },
+}
+
+/// The table every `execute` of these tests inserts into (harmless: a
+/// throwaway database).
+const WRITES_TABLE: &str = "deploy_writes";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Role {
@@ -270,11 +365,22 @@ struct Plan<'a> {
     files: Vec<(PathBuf, String)>,
     /// containerPort → loopback port.
     ports: BTreeMap<u16, u16>,
-    /// The bearer tokens of the gateway's clients (empty without authentication).
-    bearers: Vec<String>,
+    /// The gateway's clients with a token this test can present (empty
+    /// without authentication).
+    clients: Vec<Client>,
     /// Where the process's output goes.
     log: PathBuf,
     _dir: tempfile::TempDir,
+}
+
+/// One client of a gateway's static tokens: `PRINCIPAL PERMISSIONS TOKEN`.
+#[derive(Debug, Clone)]
+struct Client {
+    principal: String,
+    /// Whether its permissions grant `write` (on any database).
+    writes: bool,
+    /// The plain bearer token.
+    token: String,
 }
 
 /// Secrets the operator creates, filled from their templates once per run,
@@ -380,19 +486,38 @@ impl OperatorSecrets {
         Ok(content)
     }
 
-    /// The plain tokens of a static tokens file (`PRINCIPAL PERMISSIONS TOKEN`
-    /// lines): written as they are, or generated here for a digest.
-    fn bearers(&self, tokens: &str) -> Vec<String> {
-        tokens
-            .split(['\n', ';'])
-            .filter_map(|line| {
-                let token = line.split('#').next()?.split_whitespace().nth(2)?;
-                match token.strip_prefix("sha256:") {
-                    Some(_) => self.plain.get(token).cloned(),
-                    None => Some(token.to_string()),
-                }
-            })
-            .collect()
+    /// The clients of a static tokens file (`PRINCIPAL PERMISSIONS TOKEN`
+    /// lines) whose plain token is known: written as it is, or generated
+    /// here for a digest.
+    fn clients(&self, tokens: &str) -> Result<Vec<Client>> {
+        use pgmcp_gateway::auth::{Access, Permissions};
+        let mut clients = Vec::new();
+        for line in tokens.split(['\n', ';']) {
+            let fields: Vec<&str> = line
+                .split('#')
+                .next()
+                .unwrap_or("")
+                .split_whitespace()
+                .collect();
+            let [principal, permissions, token] = fields.as_slice() else {
+                continue;
+            };
+            let token = match token.strip_prefix("sha256:") {
+                Some(_) => match self.plain.get(*token) {
+                    Some(plain) => plain.clone(),
+                    None => continue,
+                },
+                None => token.to_string(),
+            };
+            let permissions = Permissions::parse(permissions.split(','))
+                .map_err(|e| anyhow::anyhow!("the tokens of {principal}: {e}"))?;
+            clients.push(Client {
+                principal: principal.to_string(),
+                writes: permissions.any(Access::Write),
+                token,
+            });
+        }
+        Ok(clients)
     }
 }
 
@@ -405,6 +530,11 @@ async fn runs_as_written(path: &'static str) -> Result<Ran> {
     let pg = tokio::task::spawn_blocking(Pg::start).await??;
     // The ordinary role `app`: a worker refuses a superuser for read-only targets.
     let database_url = pg.create_db("app").await?;
+    pg.exec(
+        "app",
+        &format!("CREATE TABLE {WRITES_TABLE} (principal text NOT NULL, at timestamptz NOT NULL DEFAULT now())"),
+    )
+    .await?;
 
     let containers: Vec<Container<'_>> = m
         .containers()
@@ -452,10 +582,21 @@ async fn runs_as_written(path: &'static str) -> Result<Ran> {
     }
 
     let mut tools = BTreeMap::new();
+    let mut writes = BTreeMap::new();
     for p in plans.iter().filter(|p| p.role == Role::Gateway) {
         check_hosts(&m, p).await?;
         tools.insert(p.container.workload_id(), check_calls(&m, p).await?);
+        writes.insert(p.container.workload_id(), check_writes(&m, p).await?);
     }
+    let written = pg
+        .column(
+            "app",
+            &format!("SELECT principal FROM {WRITES_TABLE} ORDER BY at"),
+        )
+        .await?
+        .into_iter()
+        .flatten()
+        .collect();
     for p in &plans {
         check_metrics(p).await?;
     }
@@ -470,6 +611,8 @@ async fn runs_as_written(path: &'static str) -> Result<Ran> {
         gateways,
         workers,
         tools,
+        writes,
+        written,
     })
 }
 
@@ -522,7 +665,7 @@ fn plan<'a>(
         }
         None => None,
     };
-    let mut bearers = Vec::new();
+    let mut clients = Vec::new();
     for f in c.files(m)? {
         let local = dir.path().join(f.path.trim_start_matches('/'));
         let content = if url_file.as_deref() == Some(f.path.as_str()) {
@@ -560,7 +703,7 @@ fn plan<'a>(
                 .with_context(|| format!("{id} mounts {}", f.path))?
         };
         if tokens_file.as_deref() == Some(f.path.as_str()) {
-            bearers = secrets.bearers(&content);
+            clients = secrets.clients(&content)?;
         }
         if let Some(parent) = local.parent() {
             mounts.push((
@@ -591,11 +734,11 @@ fn plan<'a>(
         ..
     }) = env.get("PGMCP_AUTH_TOKENS")
     {
-        bearers.extend(secrets.bearers(tokens));
+        clients.extend(secrets.clients(tokens)?);
     }
     if let Some(path) = &tokens_file {
         ensure!(
-            !bearers.is_empty(),
+            !clients.is_empty(),
             "{id}: the tokens file {path} holds no token this test can present (only digests of unknown tokens)"
         );
     }
@@ -682,6 +825,76 @@ fn plan<'a>(
         "{id}: terminationGracePeriodSeconds {grace} < preStop {pre_stop} s + {limit_var} {max_call_ms} ms"
     );
 
+    // After the preStop sleep, SIGTERM: the process must be done draining
+    // before the kubelet's SIGKILL. A worker keeps serving for its drain
+    // delay, then waits for calls in flight up to its shutdown grace; a
+    // gateway waits up to its shutdown grace. Names and defaults are the
+    // binaries' own (worker/src/config.rs, gateway/src/config.rs).
+    let drain_settings: &[&str] = match role {
+        Role::Worker => &["drain_delay_ms", "shutdown_grace_ms"],
+        Role::Gateway => &["shutdown_grace_ms"],
+    };
+    let mut drain_ms = 0u64;
+    let mut drain_parts = Vec::new();
+    for field in drain_settings {
+        let (name, value) = setting(role, field, &argv, &resolved_env)?;
+        let ms: u64 = value
+            .parse()
+            .with_context(|| format!("{id}: {name} is `{value}`, not milliseconds"))?;
+        drain_ms += ms;
+        drain_parts.push(format!("{name} {ms} ms"));
+    }
+    let after_pre_stop = grace.saturating_sub(pre_stop);
+    ensure!(
+        drain_ms <= after_pre_stop * 1000,
+        "{id}: {} ({drain_ms} ms in all) is more than the {after_pre_stop} s that \
+         terminationGracePeriodSeconds {grace} leaves after the preStop sleep of {pre_stop} s: \
+         the kubelet would kill it while it drains",
+        drain_parts.join(" + ")
+    );
+
+    // Discovery: a gateway's `dns://NAME:PORT` worker entry must name a
+    // rendered headless Service (clusterIP: None), whose name resolves to
+    // every ready worker; a ClusterIP Service would hide all workers but one
+    // behind a single virtual address.
+    if role == Role::Gateway {
+        let raw_argv: Vec<String> = command[1..].iter().chain(args.iter()).cloned().collect();
+        let raw_env: BTreeMap<String, String> = env
+            .iter()
+            .filter_map(|(k, v)| match v {
+                EnvValue::Literal(v) => Some((k.clone(), v.clone())),
+                _ => None,
+            })
+            .collect();
+        let (name, workers) = setting(role, "workers", &raw_argv, &raw_env)?;
+        for entry in workers.split(',').map(str::trim) {
+            let Some(authority) = entry.strip_prefix("dns://") else {
+                continue;
+            };
+            let authority = authority.split('/').next().unwrap_or(authority);
+            let (host, port) = authority
+                .rsplit_once(':')
+                .with_context(|| format!("{id}: {name} entry {entry} has no port"))?;
+            let service = m.service(host, c.namespace()).with_context(|| {
+                format!("{id}: {name} entry {entry} names no Service of {}", m.path)
+            })?;
+            ensure!(
+                service["spec"]["clusterIP"] == "None",
+                "{id}: {name} entry {entry} names Service {}, which is not headless (clusterIP: None): \
+                 its DNS name would resolve to one virtual IP instead of every worker",
+                service["metadata"]["name"]
+            );
+            ensure!(
+                m.service_target(host, port.parse()?, c.namespace())?
+                    .is_some_and(|(_, target, _)| target
+                        .command()
+                        .first()
+                        .is_some_and(|p| p == "pgmcp-worker" || p == "pgmcp")),
+                "{id}: {name} entry {entry} does not lead to a worker"
+            );
+        }
+    }
+
     // Exposure: a gateway on a non-loopback address needs authentication
     // (the binary refuses to start otherwise; said here with the reason).
     if role == Role::Gateway {
@@ -720,10 +933,61 @@ fn plan<'a>(
         env: resolved_env,
         files,
         ports,
-        bearers,
+        clients,
         log: dir.path().join("output.log"),
         _dir: dir,
     })
+}
+
+/// The value of the binary's setting `field` (a field of its clap `Args`) in
+/// a container: its `--flag`, else its environment variable, else the
+/// binary's default. Returns how it was set (for messages) and the value.
+fn setting(
+    role: Role,
+    field: &str,
+    argv: &[String],
+    env: &BTreeMap<String, String>,
+) -> Result<(String, String)> {
+    use clap::Args as _;
+    let command = match role {
+        Role::Worker => pgmcp_worker::Args::augment_args(clap::Command::new("pgmcp-worker")),
+        Role::Gateway => pgmcp_gateway::Args::augment_args(clap::Command::new("pgmcp-gateway")),
+    };
+    let arg = command
+        .get_arguments()
+        .find(|a| a.get_id() == field)
+        .with_context(|| format!("{role:?} has no setting `{field}`"))?;
+    if let Some(long) = arg.get_long() {
+        let flag = format!("--{long}");
+        for (i, a) in argv.iter().enumerate() {
+            if let Some(v) = a.strip_prefix(&format!("{flag}=")) {
+                return Ok((flag, v.to_string()));
+            }
+            if *a == flag
+                && let Some(v) = argv.get(i + 1)
+            {
+                return Ok((flag, v.clone()));
+            }
+        }
+    }
+    let var = arg
+        .get_env()
+        .and_then(|e| e.to_str())
+        .with_context(|| format!("{role:?} setting `{field}` has no environment variable"))?;
+    if let Some(v) = env.get(var) {
+        return Ok((var.to_string(), v.clone()));
+    }
+    let default = arg
+        .get_default_values()
+        .iter()
+        .map(|v| v.to_string_lossy().to_string())
+        .collect::<Vec<_>>()
+        .join(",");
+    ensure!(
+        !default.is_empty(),
+        "{role:?} setting `{field}` ({var}) is not set and has no default"
+    );
+    Ok((format!("{var} (unset: the default)"), default))
 }
 
 /// Rewrites values of one container's arguments and environment for loopback.
@@ -953,7 +1217,7 @@ async fn check_hosts(m: &Manifests, p: &Plan<'_>) -> Result<()> {
     }
     ensure!(!hosts.is_empty(), "no Service selects {id}");
     let http = gateway_port(p)?;
-    let bearer = p.bearers.first().map(String::as_str);
+    let bearer = p.clients.first().map(|c| c.token.as_str());
     for (host, path) in &hosts {
         let (status, body) = mcp_post(http, path, host, bearer, INITIALIZE).await?;
         ensure!(
@@ -1017,19 +1281,8 @@ const INITIALIZE: &str = r#"{"jsonrpc":"2.0","id":1,"method":"initialize","param
 async fn check_calls(m: &Manifests, p: &Plan<'_>) -> Result<BTreeSet<String>> {
     let id = p.container.workload_id();
     let http = gateway_port(p)?;
-    let service = m
-        .of_kind("Service")
-        .find(|svc| {
-            let labels = p.container.pod_labels();
-            svc["spec"]["selector"].as_object().is_some_and(|s| {
-                !s.is_empty()
-                    && s.iter()
-                        .all(|(k, v)| labels.get(k).map(String::as_str) == v.as_str())
-            })
-        })
-        .and_then(|svc| svc["metadata"]["name"].as_str())
-        .with_context(|| format!("no Service selects {id}"))?;
-    let mut clients: Vec<Option<&str>> = p.bearers.iter().map(|b| Some(b.as_str())).collect();
+    let service = selecting_service(m, p)?;
+    let mut clients: Vec<Option<&str>> = p.clients.iter().map(|c| Some(c.token.as_str())).collect();
     if clients.is_empty() {
         clients.push(None);
     }
@@ -1055,6 +1308,96 @@ async fn check_calls(m: &Manifests, p: &Plan<'_>) -> Result<BTreeSet<String>> {
         );
     }
     Ok(tools)
+}
+
+/// Each of the gateway's clients calls `execute` with a harmless INSERT
+/// (its principal into the test's table). A client whose token does not
+/// grant `write` must be refused, whatever the workers' mode; what became of
+/// the others is for the caller to judge (the workers' mode decides it).
+async fn check_writes(m: &Manifests, p: &Plan<'_>) -> Result<Vec<(Client, Wrote)>> {
+    let id = p.container.workload_id();
+    let http = gateway_port(p)?;
+    let service = selecting_service(m, p)?;
+    let mut out = Vec::new();
+    for client in &p.clients {
+        let call = serde_json::json!({
+            "jsonrpc": "2.0",
+            "id": 4,
+            "method": "tools/call",
+            "params": {
+                "name": "execute",
+                "arguments": {
+                    "sql": format!("INSERT INTO {WRITES_TABLE} (principal) VALUES ($1)"),
+                    "params": [client.principal],
+                },
+            },
+        })
+        .to_string();
+        let (status, text) = mcp_post(http, "/mcp", service, Some(&client.token), &call).await?;
+        ensure!(
+            status == 200,
+            "{id}: execute as {} answered HTTP {status}: {text}",
+            client.principal
+        );
+        let json = text
+            .lines()
+            .find_map(|l| l.strip_prefix("data:"))
+            .unwrap_or(&text)
+            .trim();
+        let response: serde_json::Value = serde_json::from_str(json)
+            .with_context(|| format!("{id}: not a JSON-RPC response: {text}"))?;
+        let result = &response["result"];
+        let wrote = if !response["error"].is_null() {
+            Wrote::Refused {
+                kind: "not_served".to_string(),
+                message: response["error"]["message"]
+                    .as_str()
+                    .unwrap_or("")
+                    .to_string(),
+            }
+        } else if result["isError"] == true {
+            let error = &result["structuredContent"]["error"];
+            Wrote::Refused {
+                kind: error["kind"].as_str().unwrap_or("?").to_string(),
+                message: error["message"]
+                    .as_str()
+                    .map(str::to_string)
+                    .unwrap_or_else(|| result.to_string()),
+            }
+        } else {
+            Wrote::Rows(
+                result["structuredContent"]["rows_affected"]
+                    .as_u64()
+                    .with_context(|| {
+                        format!("{id}: execute returned no rows_affected: {result}")
+                    })?,
+            )
+        };
+        if !client.writes {
+            ensure!(
+                matches!(&wrote, Wrote::Refused { kind, .. } if kind == "permission_denied" || kind == "not_served"),
+                "{id}: {} holds no write permission, yet execute gave {wrote:?}",
+                client.principal
+            );
+        }
+        out.push((client.clone(), wrote));
+    }
+    Ok(out)
+}
+
+/// The name of a Service that selects the gateway's pods.
+fn selecting_service<'m>(m: &'m Manifests, p: &Plan<'_>) -> Result<&'m str> {
+    let labels = p.container.pod_labels();
+    m.of_kind("Service")
+        .find(|svc| {
+            svc["spec"]["selector"].as_object().is_some_and(|s| {
+                !s.is_empty()
+                    && s.iter()
+                        .all(|(k, v)| labels.get(k).map(String::as_str) == v.as_str())
+            })
+        })
+        .and_then(|svc| svc["metadata"]["name"].as_str())
+        .with_context(|| format!("no Service selects {}", p.container.workload_id()))
 }
 
 /// One MCP request (stateless, protocol 2025-06-18); its JSON-RPC result.
