@@ -217,8 +217,17 @@ impl ServerHandler for PgMcp {
                 Ok(slot) => slot,
                 Err(err) => return Ok(error_result(&err, None).into()),
             };
+            // The client went away (or cancelled): dropping the tool's future
+            // drops its call to the worker, which stops the work in the database.
+            let gone = context.ct.clone();
             let tcc = ToolCallContext::new(self, request, context);
-            self.shared.tools.call(tcc).await
+            tokio::select! {
+                r = self.shared.tools.call(tcc) => r,
+                _ = gone.cancelled() => {
+                    let err = GatewayError::new(ErrorKind::Cancelled, "the client cancelled the call");
+                    Ok(error_result(&err, None).into())
+                }
+            }
         })
         .instrument(span.clone())
         .await;

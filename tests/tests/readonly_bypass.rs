@@ -254,27 +254,18 @@ async fn read_only_holds_against_the_bypass_battery() -> anyhow::Result<()> {
     Ok(())
 }
 
-#[tokio::test]
-async fn disconnected_clients_leave_nothing_running() -> anyhow::Result<()> {
-    let pg = Pg::start()?;
-    let url = pg.create_db("app").await?;
-    let worker =
-        InProcessWorker::start(&["--database-url", &url, "--pool-max-connections", "10"]).await?;
-    let gateway = InProcessGateway::start(&[worker.url()], &[]).await?;
-    let mcp_url = gateway.mcp_url();
-
-    // 100 long queries whose clients go away mid-call.
+/// Sends `calls` tool calls (name, arguments) from clients that each give
+/// up after 300 ms, dropping their HTTP request, and waits until all have.
+async fn call_and_leave(
+    mcp_url: &str,
+    calls: Vec<(&'static str, serde_json::Value)>,
+) -> anyhow::Result<()> {
     let mut tasks = Vec::new();
-    for _ in 0..100 {
-        let url = mcp_url.clone();
+    for (tool, args) in calls {
+        let url = mcp_url.to_string();
         tasks.push(tokio::spawn(async move {
             let client = mcp::http_client(&url).await?;
-            let call = mcp::call_tool(
-                &client,
-                "query",
-                json!({"sql": "SELECT pg_sleep(60)", "timeout_ms": 120000}),
-            );
-            // Give up after a moment: dropping the call closes its HTTP request.
+            let call = mcp::call_tool(&client, tool, args);
             let _ = tokio::time::timeout(Duration::from_millis(300), call).await;
             drop(client);
             anyhow::Ok(())
@@ -283,22 +274,62 @@ async fn disconnected_clients_leave_nothing_running() -> anyhow::Result<()> {
     for t in tasks {
         t.await??;
     }
-    let deadline = Instant::now() + Duration::from_secs(10);
+    Ok(())
+}
+
+/// Within one second of the last client leaving, no statement matching
+/// `like` is running and the database has no more client backends than the
+/// worker's pool and side connection (plus the one asking).
+async fn nothing_left_running(pg: &Pg, like: &str, pool_max: usize) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(1);
+    let check = format!(
+        "SELECT count(*) FILTER (WHERE query LIKE '{like}' AND state = 'active')::text \
+         FROM pg_stat_activity WHERE datname = 'app' AND backend_type = 'client backend' \
+         AND pid <> pg_backend_pid()"
+    );
     loop {
-        let active = pg
-            .column("app", "SELECT count(*)::text FROM pg_stat_activity WHERE query LIKE 'SELECT pg_sleep(60)%' AND state = 'active'")
-            .await?;
+        let active = pg.column("app", &check).await?;
         if active == vec![Some("0".to_string())] {
             break;
         }
         assert!(
             Instant::now() < deadline,
-            "still running 10 s after the clients left: {active:?}"
+            "`{like}` still running 1 s after the clients left: {active:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Terminated and cancelled connections are closed, not leaked: the
+    // worker holds at most its pool and its side connection.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let backends = pg
+            .column(
+                "app",
+                "SELECT count(*)::text FROM pg_stat_activity \
+                 WHERE datname = 'app' AND backend_type = 'client backend' AND pid <> pg_backend_pid()",
+            )
+            .await?;
+        let n: usize = backends
+            .first()
+            .cloned()
+            .flatten()
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(usize::MAX);
+        if n <= pool_max + 1 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{n} backends after the clients left; the pool holds at most {pool_max} (+1 side connection)"
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    // The pool is healthy: ten calls at once succeed.
-    let client = mcp::http_client(&mcp_url).await?;
+    Ok(())
+}
+
+/// Ten calls at once succeed: the pool is healthy.
+async fn pool_serves(mcp_url: &str) -> anyhow::Result<()> {
+    let client = mcp::http_client(mcp_url).await?;
     let calls = (0..10).map(|i| {
         mcp::call_tool(
             &client,
@@ -311,4 +342,85 @@ async fn disconnected_clients_leave_nothing_running() -> anyhow::Result<()> {
         assert!(!is_error(&res), "{}", text(&res));
     }
     Ok(())
+}
+
+#[tokio::test]
+async fn disconnected_clients_leave_nothing_running() -> anyhow::Result<()> {
+    let pg = Pg::start()?;
+    let url = pg.create_db("app").await?;
+    // Room for every call: they wait for the pool rather than being refused.
+    let worker = InProcessWorker::start(&[
+        "--database-url",
+        &url,
+        "--pool-max-connections",
+        "10",
+        "--max-concurrent-calls",
+        "200",
+    ])
+    .await?;
+    let gateway = InProcessGateway::start(&[worker.url()], &[]).await?;
+    let mcp_url = gateway.mcp_url();
+
+    // 100 long queries whose clients go away mid-call.
+    let calls = (0..100)
+        .map(|_| {
+            (
+                "query",
+                json!({"sql": "SELECT pg_sleep(60)", "timeout_ms": 120000}),
+            )
+        })
+        .collect();
+    call_and_leave(&mcp_url, calls).await?;
+    nothing_left_running(&pg, "SELECT pg_sleep(60)%", 10).await?;
+    pool_serves(&mcp_url).await
+}
+
+#[tokio::test]
+async fn disconnected_clients_stop_writes_plans_and_transactions_too() -> anyhow::Result<()> {
+    let pg = Pg::start()?;
+    let url = pg.create_db("app").await?;
+    pg.exec("app", "CREATE TABLE counter (id int PRIMARY KEY, v int NOT NULL); INSERT INTO counter VALUES (1, 0)")
+        .await?;
+    let worker = InProcessWorker::start(&[
+        "--database-url",
+        &url,
+        "--mode",
+        "read-write",
+        "--pool-max-connections",
+        "4",
+        "--max-concurrent-calls",
+        "64",
+    ])
+    .await?;
+    let gateway = InProcessGateway::start(&[worker.url()], &[]).await?;
+    let mcp_url = gateway.mcp_url();
+
+    // Unary calls (not streamed): each holds a statement that would run a
+    // minute, and the client leaves after 300 ms.
+    let slow_write =
+        "UPDATE counter SET v = v + 1 WHERE id = 1 AND (SELECT true FROM pg_sleep(60))";
+    let mut calls = Vec::new();
+    for _ in 0..4 {
+        calls.push(("execute", json!({"sql": slow_write, "timeout_ms": 120000})));
+        calls.push((
+            "transaction",
+            json!({"statements": [
+                {"sql": "UPDATE counter SET v = v + 100 WHERE id = 1"},
+                {"sql": "SELECT pg_sleep(60)"}
+            ], "timeout_ms": 120000}),
+        ));
+        calls.push((
+            "explain",
+            json!({"sql": "SELECT pg_sleep(60)", "analyze": true, "timeout_ms": 120000}),
+        ));
+    }
+    call_and_leave(&mcp_url, calls).await?;
+    nothing_left_running(&pg, "%pg_sleep(60)%", 4).await?;
+    // Nothing of the abandoned writes was committed.
+    assert_eq!(
+        pg.column("app", "SELECT v::text FROM counter WHERE id = 1")
+            .await?,
+        vec![Some("0".to_string())]
+    );
+    pool_serves(&mcp_url).await
 }

@@ -19,6 +19,7 @@
 pub mod auth;
 pub mod bulk_insert;
 pub mod calls;
+pub mod cancel;
 pub mod catalog;
 pub mod config;
 pub mod dba;

@@ -22,6 +22,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 use tracing::Instrument;
 
+use crate::cancel::Watch;
 use crate::config::Limits;
 use crate::dba;
 use crate::error::WorkerError;
@@ -86,14 +87,18 @@ impl WorkerService {
 }
 
 /// Runs a unary call's work in its own task, so that a caller going away
-/// does not cut it off half-way (the statement timeout bounds it), and
-/// records it in the history.
+/// does not cut it off between two statements, and records it in the
+/// history. If the caller goes away before the answer, the backends the work
+/// holds are stopped and their connections closed (see `cancel.rs`).
 async fn unary<T, F>(call: history::Call, database: &str, work: F) -> Result<Response<T>, Status>
 where
     T: Send + 'static,
     F: Future<Output = Result<T, WorkerError>> + Send + 'static,
 {
-    let outcome = match tokio::spawn(work.in_current_span()).await {
+    let watch = Watch::new();
+    let joined = tokio::spawn(watch.run(work.in_current_span())).await;
+    watch.answered();
+    let outcome = match joined {
         Ok(r) => r,
         Err(e) => {
             tracing::error!(error = %e, "a worker task failed");

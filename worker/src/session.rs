@@ -23,6 +23,7 @@ use pgmcp_proto::error::ErrorKind;
 use sqlx::pool::PoolConnection;
 use sqlx::{AssertSqlSafe, PgConnection, Postgres, Row};
 
+use crate::cancel;
 use crate::error::WorkerError;
 use crate::targets::Target;
 
@@ -94,6 +95,20 @@ pub struct Session {
     /// Set when the caller's SQL ended the call's transaction: whatever it
     /// committed may have changed the session, so the connection is closed.
     tainted: bool,
+    /// The backend's registration with a watched unary call (see
+    /// `cancel.rs`): if the caller goes away, the backend is terminated and
+    /// the connection closed when the session ends.
+    watched: Option<cancel::Entered>,
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        if let Some(entered) = self.watched.take()
+            && entered.leave()
+        {
+            self.conn.close_on_drop();
+        }
+    }
 }
 
 impl Session {
@@ -188,11 +203,23 @@ impl Session {
         };
         let pid: i32 = row.try_get(0)?;
         let vxid: Option<String> = row.try_get(1)?;
+        let watched = match cancel::enter(pid, &target.side) {
+            Ok(watched) => watched,
+            Err(cancel::Gone) => {
+                let mut conn = conn;
+                conn.close_on_drop();
+                return Err(WorkerError::new(
+                    ErrorKind::Cancelled,
+                    "the caller went away before the call began; nothing was run",
+                ));
+            }
+        };
         Ok(Session {
             conn,
             pid,
             vxid,
             tainted: false,
+            watched,
         })
     }
 
@@ -230,7 +257,7 @@ impl Session {
     /// pool unless it carries state that cannot be reset.
     pub async fn rollback(mut self, target: &Target) {
         if self.tainted {
-            drop(self.conn.detach());
+            self.conn.close_on_drop();
             return;
         }
         match sqlx::raw_sql(AFTER_ROLLBACK)
@@ -240,11 +267,11 @@ impl Session {
             Ok(row) if row.try_get::<bool, _>(1).ok() == Some(false) => {}
             Ok(_) => {
                 tracing::debug!(target = %target.name, "SQL-level prepared statements left behind; discarding the connection");
-                drop(self.conn.detach());
+                self.conn.close_on_drop();
             }
             Err(e) => {
                 tracing::warn!(target = %target.name, error = %e, "ROLLBACK failed; discarding the connection");
-                drop(self.conn.detach());
+                self.conn.close_on_drop();
             }
         }
     }
@@ -261,7 +288,7 @@ impl Session {
     /// caught by the next BEGIN as well.
     pub fn rollback_unawaited(mut self, target: &Target) {
         if self.tainted {
-            drop(self.conn.detach());
+            self.conn.close_on_drop();
             return;
         }
         // One poll writes the message (the connection has nothing else
@@ -274,7 +301,7 @@ impl Session {
             None | Some(Ok(_)) => {}
             Some(Err(e)) => {
                 tracing::warn!(target = %target.name, error = %e, "ROLLBACK failed; discarding the connection");
-                drop(self.conn.detach());
+                self.conn.close_on_drop();
             }
         }
     }
@@ -284,7 +311,7 @@ impl Session {
     /// call succeeded and the connection is closed instead of pooled.
     pub async fn commit(mut self, target: &Target) -> Result<(), WorkerError> {
         if self.tainted {
-            drop(self.conn.detach());
+            self.conn.close_on_drop();
             return Err(WorkerError::invalid(
                 "the call's transaction was ended by its own SQL",
             ));
@@ -309,14 +336,14 @@ impl Session {
         match failed {
             None => {
                 if !clean {
-                    drop(self.conn.detach());
+                    self.conn.close_on_drop();
                 }
                 Ok(())
             }
             Some(e) if committed => {
                 // What the reset did not get to may still be on the session.
                 tracing::warn!(target = %target.name, error = %e, "resetting the session after COMMIT failed; discarding the connection");
-                drop(self.conn.detach());
+                self.conn.close_on_drop();
                 Ok(())
             }
             Some(e) => {
@@ -324,7 +351,7 @@ impl Session {
                 // The COMMIT itself failed (e.g. a deferred constraint): the
                 // transaction is gone; a clean connection goes back to the pool.
                 if err.kind() == ErrorKind::Connection {
-                    drop(self.conn.detach());
+                    self.conn.close_on_drop();
                 } else {
                     self.rollback(target).await;
                 }
@@ -336,7 +363,7 @@ impl Session {
     /// Ends a call whose statement may still be running or whose rows were
     /// left unread: cancels the backend from the side connection and closes
     /// the connection instead of draining it.
-    pub async fn abandon(self, target: &Target) {
+    pub async fn abandon(mut self, target: &Target) {
         let cancel = sqlx::query("SELECT pg_catalog.pg_cancel_backend($1)").bind(self.pid);
         match tokio::time::timeout(Duration::from_secs(2), cancel.execute(&target.side)).await {
             Ok(Ok(_)) => {}
@@ -347,12 +374,12 @@ impl Session {
                 tracing::warn!(target = %target.name, pid = self.pid, "cancelling backend timed out")
             }
         }
-        drop(self.conn.detach());
+        self.conn.close_on_drop();
     }
 
     /// Ends a call whose connection failed: closes it.
-    pub fn lost(self) {
-        drop(self.conn.detach());
+    pub fn lost(mut self) {
+        self.conn.close_on_drop();
     }
 
     /// Ends the call as its outcome requires: rolls back after a complete

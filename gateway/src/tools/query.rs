@@ -6,7 +6,6 @@ use rmcp::model::{CallToolResult, JsonObject};
 use rmcp::{tool, tool_router};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
-use tokio_util::sync::CancellationToken;
 
 use crate::cursor::Page;
 use crate::errors::GatewayError;
@@ -80,7 +79,7 @@ use ORDER BY for stable pages. Prefer aggregates and LIMIT over paging through l
         meta = crate::auth::requires(crate::auth::Access::Read),
         annotations(title = "Run a read-only SQL query", read_only_hint = true, destructive_hint = false, idempotent_hint = true, open_world_hint = false)
     )]
-    pub async fn query(&self, args: JsonObject, ct: CancellationToken) -> CallToolResult {
+    pub async fn query(&self, args: JsonObject) -> CallToolResult {
         let args: QueryArgs = match parse_args(args) {
             Ok(a) => a,
             Err(e) => return error_result(&e, None),
@@ -113,14 +112,7 @@ use ORDER BY for stable pages. Prefer aggregates and LIMIT over paging through l
             skip_rows: page.offset,
         };
         let deadline = call_deadline(timeout_ms);
-        let outcome = tokio::select! {
-            r = self.shared.fleet.query(req, deadline) => r,
-            _ = ct.cancelled() => {
-                // The client went away; dropping the call cancels it on the worker.
-                return error_result(&GatewayError::new(pgmcp_proto::error::ErrorKind::Cancelled, "the client cancelled the call"), None);
-            }
-        };
-        match outcome {
+        match self.shared.fleet.query(req, deadline).await {
             Ok(out) => self.page_result(out, page),
             Err(e) => error_result(&e, Some(&page.sql)),
         }

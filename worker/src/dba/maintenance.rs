@@ -20,6 +20,7 @@ use pgmcp_proto::error::ErrorKind;
 use pgmcp_proto::v1::{MaintainTableResponse, MaintenanceOperation, TableStats};
 use sqlx::{AssertSqlSafe, PgConnection, Row};
 
+use crate::cancel;
 use crate::config::Mode;
 use crate::error::WorkerError;
 use crate::session::{Access, Session};
@@ -123,15 +124,23 @@ async fn vacuum(
     let mut conn = target.acquire().await?;
     // True while the session's statement_timeout differs from its default.
     let mut timeout_set = false;
+    // The backend, registered so that it is stopped if the caller goes away.
+    let mut watched = None;
     let result: Result<MaintainTableResponse, WorkerError> = async {
         let (name, before) = resolve(target, &mut conn, table, "VACUUM").await?;
         timeout_set = true;
         // A number only.
-        sqlx::raw_sql(AssertSqlSafe(format!(
-            "SET statement_timeout = {timeout_ms}"
+        let row = sqlx::raw_sql(AssertSqlSafe(format!(
+            "SET statement_timeout = {timeout_ms}; SELECT pg_catalog.pg_backend_pid()"
         )))
-        .execute(&mut *conn)
+        .fetch_one(&mut *conn)
         .await?;
+        watched = cancel::enter(row.try_get(0)?, &target.side).map_err(|cancel::Gone| {
+            WorkerError::new(
+                ErrorKind::Cancelled,
+                "the caller went away before VACUUM began; nothing was run",
+            )
+        })?;
         let statement = if with_analyze {
             format!("VACUUM (ANALYZE) {name}")
         } else {
@@ -159,11 +168,14 @@ async fn vacuum(
         })
     }
     .await;
+    let stopped = watched.is_some_and(cancel::Entered::leave);
     if let Err(err) = &result
         && (timeout_set || err.kind() == ErrorKind::Connection)
     {
         // The session's state is in doubt: do not lend it out again.
         drop(conn.detach());
+    } else if stopped {
+        conn.close_on_drop();
     }
     result
 }
