@@ -70,25 +70,136 @@ pub fn transaction_control(sql: &str) -> Option<String> {
     })
 }
 
-/// Whether `sql` may change the schema (DDL and friends), judged by its
-/// first word; used to keep the schema cache fresh.
+/// Whether `sql` may change the schema (DDL and friends); used to keep the
+/// schema cache fresh. Judged by its first word (`CREATE`, `ALTER`, …,
+/// and `DO`/`CALL`, which may run anything), and for a `SELECT` (also one
+/// after `WITH …`) by an `INTO` at its top level: `SELECT … INTO new_table`
+/// creates a table. DDL hidden inside a function a `SELECT` calls is not
+/// seen; `invalidate_schema_cache` covers that.
 pub fn may_change_schema(sql: &str) -> bool {
-    leading_words(sql, 1).first().is_some_and(|w| {
-        matches!(
-            w.to_ascii_uppercase().as_str(),
-            "CREATE"
-                | "ALTER"
-                | "DROP"
-                | "COMMENT"
-                | "GRANT"
-                | "REVOKE"
-                | "SECURITY"
-                | "IMPORT"
-                | "REINDEX"
-                | "DO"
-                | "CALL"
-        )
-    })
+    let words = top_level_words(sql);
+    let Some(first) = words.first() else {
+        return false;
+    };
+    match first.as_str() {
+        "CREATE" | "ALTER" | "DROP" | "COMMENT" | "GRANT" | "REVOKE" | "SECURITY" | "IMPORT"
+        | "REINDEX" | "DO" | "CALL" => true,
+        "SELECT" | "WITH" => {
+            // The statement's own verb: the first top-level one (a WITH's
+            // queries are in parentheses).
+            let mut rest = words.iter().skip_while(|w| {
+                !matches!(
+                    w.as_str(),
+                    "SELECT" | "INSERT" | "UPDATE" | "DELETE" | "MERGE" | "VALUES" | "TABLE"
+                )
+            });
+            rest.next().is_some_and(|verb| verb == "SELECT") && rest.any(|w| w == "INTO")
+        }
+        _ => false,
+    }
+}
+
+/// The words of `sql` outside parentheses, upper-cased, skipping comments,
+/// string literals (also `E'…'` and dollar-quoted ones) and quoted
+/// identifiers, so that `SELECT 'into'` or `"into"` is not a keyword.
+fn top_level_words(sql: &str) -> Vec<String> {
+    let b = sql.as_bytes();
+    let mut i = 0;
+    let mut depth = 0usize;
+    let mut words = Vec::new();
+    // Skips a quoted run starting at b[i] (the quote), with the quote
+    // doubled inside; `backslash` also skips a backslash's next byte.
+    let skip_quoted = |mut i: usize, quote: u8, backslash: bool| {
+        i += 1;
+        while i < b.len() {
+            if backslash && b[i] == b'\\' {
+                i += 2;
+            } else if b[i] == quote {
+                if b.get(i + 1) == Some(&quote) {
+                    i += 2;
+                } else {
+                    return i + 1;
+                }
+            } else {
+                i += 1;
+            }
+        }
+        i
+    };
+    while i < b.len() {
+        match b[i] {
+            b'-' if b.get(i + 1) == Some(&b'-') => {
+                while i < b.len() && b[i] != b'\n' {
+                    i += 1;
+                }
+            }
+            b'/' if b.get(i + 1) == Some(&b'*') => {
+                let mut nested = 0usize;
+                while i < b.len() {
+                    if b[i] == b'/' && b.get(i + 1) == Some(&b'*') {
+                        nested += 1;
+                        i += 2;
+                    } else if b[i] == b'*' && b.get(i + 1) == Some(&b'/') {
+                        nested -= 1;
+                        i += 2;
+                        if nested == 0 {
+                            break;
+                        }
+                    } else {
+                        i += 1;
+                    }
+                }
+            }
+            b'\'' => i = skip_quoted(i, b'\'', false),
+            b'"' => i = skip_quoted(i, b'"', false),
+            b'$' => {
+                // `$tag$ … $tag$` (tag possibly empty); `$1` is a parameter.
+                let mut j = i + 1;
+                if b.get(j)
+                    .is_some_and(|c| c.is_ascii_alphabetic() || *c == b'_')
+                {
+                    while b
+                        .get(j)
+                        .is_some_and(|c| c.is_ascii_alphanumeric() || *c == b'_')
+                    {
+                        j += 1;
+                    }
+                }
+                if b.get(j) == Some(&b'$') {
+                    let tag = &sql[i..=j];
+                    i = sql[j + 1..]
+                        .find(tag)
+                        .map_or(b.len(), |at| j + 1 + at + tag.len());
+                } else {
+                    i += 1;
+                }
+            }
+            b'(' | b'[' => {
+                depth += 1;
+                i += 1;
+            }
+            b')' | b']' => {
+                depth = depth.saturating_sub(1);
+                i += 1;
+            }
+            c if c.is_ascii_alphabetic() || c == b'_' => {
+                let start = i;
+                while i < b.len() && (b[i].is_ascii_alphanumeric() || b[i] == b'_' || b[i] == b'$')
+                {
+                    i += 1;
+                }
+                let word = &sql[start..i];
+                if b.get(i) == Some(&b'\'') {
+                    // A prefixed literal: E'…' takes backslash escapes; B'…', X'…', U&'…' do not.
+                    i = skip_quoted(i, b'\'', word.eq_ignore_ascii_case("e"));
+                } else if depth == 0 {
+                    words.push(word.to_ascii_uppercase());
+                }
+            }
+            _ => i += 1,
+        }
+    }
+    words
 }
 
 /// The first `n` words of `sql`, skipping whitespace and comments
@@ -320,6 +431,41 @@ fn one_statement_hint(err: sqlx::Error) -> WorkerError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn schema_changes_are_recognised() {
+        for sql in [
+            "CREATE TABLE t (id int)",
+            "  alter table t add column x int",
+            "/* c */ -- c\n drop view v",
+            "comment on table t is 'x'",
+            "DO $$ BEGIN EXECUTE 'CREATE TABLE t ()'; END $$",
+            "SELECT * INTO new_table FROM t",
+            "select id, name into temp copy from t where id > 1",
+            "SELECT a.* INTO \"New Table\" FROM (SELECT 1 AS x) a",
+            "WITH src AS (SELECT * FROM t) SELECT * INTO copy FROM src",
+            "WITH RECURSIVE r(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM r WHERE n < 3) SELECT n INTO nums FROM r",
+        ] {
+            assert!(may_change_schema(sql), "{sql}");
+        }
+        for sql in [
+            "SELECT 1",
+            "INSERT INTO t VALUES (1)",
+            "MERGE INTO t USING s ON t.id = s.id WHEN MATCHED THEN DELETE",
+            "UPDATE t SET x = 1",
+            "SELECT 'into' FROM t",
+            "SELECT \"into\" FROM t",
+            "SELECT E'it\\'s into' FROM t",
+            "SELECT $$ into $$, $tag$ x into y $tag$ FROM t WHERE id = $1",
+            "SELECT (SELECT 1) -- into\nFROM t",
+            "SELECT /* into */ 1",
+            "WITH moved AS (INSERT INTO t VALUES (1) RETURNING *) SELECT * FROM moved",
+            "WITH x AS (SELECT 1) INSERT INTO t SELECT * FROM x",
+            "",
+        ] {
+            assert!(!may_change_schema(sql), "{sql}");
+        }
+    }
 
     #[test]
     fn transaction_control_is_recognised() {
