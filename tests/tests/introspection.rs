@@ -682,6 +682,117 @@ async fn ddl_shows_after_invalidate_schema_cache() -> Result<()> {
     Ok(())
 }
 
+/// DDL that passes through `execute` or `transaction` refreshes the schema
+/// cache at once, even with a TTL of an hour and no
+/// invalidate_schema_cache: new tables and columns show in list_tables and
+/// describe_table on the next call. `SELECT … INTO` creates a table too.
+#[tokio::test]
+async fn ddl_through_execute_and_transaction_shows_at_once() -> Result<()> {
+    let stack = shop_stack(
+        &["--mode", "read-write", "--schema-cache-ttl-s", "3600"],
+        &[],
+    )
+    .await?;
+    let columns = |d: &Value| -> Vec<String> {
+        d["columns"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|c| c["name"].as_str().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let tables = |pattern: &'static str| {
+        let stack = &stack;
+        async move {
+            let s = ok(stack, "list_tables", json!({"name_pattern": pattern})).await?;
+            Ok::<_, anyhow::Error>(names(&s["tables"]))
+        }
+    };
+    // Warm the cache.
+    assert!(tables("via_%").await?.is_empty());
+    let d = ok(&stack, "describe_table", json!({"table": "users"})).await?;
+    assert_eq!(columns(&d), ["id", "nick"]);
+
+    // Through execute: a new column, a new table, SELECT … INTO; each
+    // seen by the very next call.
+    let execute = |sql: &'static str| {
+        let stack = &stack;
+        async move {
+            let res = call(stack, "execute", json!({"sql": sql})).await?;
+            if is_error(&res) {
+                bail!("{sql}: {}", text(&res));
+            }
+            Ok(())
+        }
+    };
+    execute("ALTER TABLE users ADD COLUMN joined date").await?;
+    let d = ok(&stack, "describe_table", json!({"table": "users"})).await?;
+    assert_eq!(columns(&d), ["id", "nick", "joined"]);
+    execute("CREATE TABLE via_execute (id int)").await?;
+    assert_eq!(tables("via_%").await?, ["public.via_execute"]);
+    execute("SELECT id, nick INTO via_select_into FROM users").await?;
+    assert_eq!(
+        tables("via_%").await?,
+        ["public.via_execute", "public.via_select_into"]
+    );
+    let d = ok(
+        &stack,
+        "describe_table",
+        json!({"table": "via_select_into"}),
+    )
+    .await?;
+    assert_eq!(columns(&d), ["id", "nick"]);
+
+    // Through transaction: DDL among other statements.
+    let res = call(
+        &stack,
+        "transaction",
+        json!({"statements": [
+            {"sql": "INSERT INTO users VALUES (2, 'bob')"},
+            {"sql": "CREATE TABLE via_transaction (id int REFERENCES users (id))"},
+            {"sql": "ALTER TABLE users ADD COLUMN score int"},
+        ]}),
+    )
+    .await?;
+    assert_eq!(structured(&res)["committed"], true, "{}", text(&res));
+    let d = ok(&stack, "describe_table", json!({"table": "users"})).await?;
+    assert_eq!(columns(&d), ["id", "nick", "joined", "score"]);
+    assert_eq!(d["referenced_by"][0]["table"], "public.via_transaction");
+    assert_eq!(
+        tables("via_%").await?,
+        [
+            "public.via_execute",
+            "public.via_select_into",
+            "public.via_transaction"
+        ]
+    );
+
+    // A dropped table is gone at once too.
+    let res = call(&stack, "execute", json!({"sql": "DROP TABLE via_execute"})).await?;
+    assert!(!is_error(&res), "{}", text(&res));
+    let res = call(&stack, "describe_table", json!({"table": "via_execute"})).await?;
+    mcp::assert_tool_error(&res, "undefined_object", "does not exist");
+
+    // A failed transaction changed nothing, so the listing stays as it was.
+    let res = call(
+        &stack,
+        "transaction",
+        json!({"statements": [
+            {"sql": "CREATE TABLE via_rolled_back (id int)"},
+            {"sql": "INSERT INTO missing VALUES (1)"},
+        ]}),
+    )
+    .await?;
+    assert!(is_error(&res), "{}", text(&res));
+    assert_eq!(
+        tables("via_%").await?,
+        ["public.via_select_into", "public.via_transaction"]
+    );
+    Ok(())
+}
+
 #[tokio::test]
 async fn schema_cache_expires_after_its_ttl() -> Result<()> {
     let stack = shop_stack(&["--schema-cache-ttl-s", "1"], &[]).await?;
