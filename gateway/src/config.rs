@@ -240,7 +240,8 @@ pub struct Args {
     #[arg(long, env = "PGMCP_MAX_BULK_ROWS", default_value_t = 100_000)]
     pub max_bulk_rows: usize,
     /// Toolsets to serve, comma-separated: `core` (the everyday tools),
-    /// `dba` (database_health, top_queries, analyze_table, vacuum_table),
+    /// `dba` (database_health, top_queries, analyze_table, vacuum_table,
+    /// invalidate_schema_cache),
     /// `all`.
     #[arg(long, env = "PGMCP_TOOLSETS", default_value = "core")]
     pub toolsets: Vec<String>,
