@@ -196,6 +196,8 @@ where
                 rpc.system.name = "grpc",
                 rpc.method = %method,
                 rpc.status_code = tracing::field::Empty,
+                // The caller's principal, when the service layers learn it.
+                enduser.id = tracing::field::Empty,
             );
             if propagation::is_valid(&parent) {
                 let _ = span.set_parent(parent);

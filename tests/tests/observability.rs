@@ -225,6 +225,8 @@ async fn one_tools_call_is_one_trace_across_both_hops() -> Result<()> {
     assert_eq!(p.server.name, "pgmcp.v1.Worker/Query");
     assert_eq!(p.server.attr("rpc.system.name"), Some("grpc"));
     assert_eq!(p.server.attr("rpc.status_code"), Some("OK"));
+    // The principal travelled in the call's metadata.
+    assert_eq!(p.server.attr("enduser.id"), Some("anonymous"));
 
     // Pool acquire and DB spans.
     assert_eq!(p.acquire.service, "pgmcp-worker");

@@ -147,6 +147,10 @@ where
             principal: text(PRINCIPAL_KEY).map(percent_decode),
             request_id: text(REQUEST_ID_KEY).map(|s| s.chars().take(64).collect()),
         };
+        // This runs inside the call's SERVER span (see pgmcp-telemetry).
+        if let Some(principal) = &who.principal {
+            tracing::Span::current().record("enduser.id", principal.as_str());
+        }
         req.extensions_mut().insert(Arc::new(who));
         futures::future::Either::Left(self.inner.call(req))
     }
