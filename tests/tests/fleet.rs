@@ -4,9 +4,11 @@
 //! 300 ms (the same path as `dns://` entries); each call reports which
 //! worker served it through `application_name`, which is the worker's name.
 //! Last, a gateway stopped with a call in flight finishes it before exiting.
+//! The test is bounded in time ([`TEST_TIMEOUT`]) and its load in calls
+//! ([`MAX_LOAD_CALLS`]).
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -59,16 +61,28 @@ struct Load {
 }
 
 impl Load {
-    /// One task per client, each calling `query` in a loop.
+    /// One task per client, each calling `query` in a loop; at most
+    /// [`MAX_LOAD_CALLS`] calls in all (reaching the cap counts as a failure).
     fn start(clients: &[Arc<Client>]) -> Load {
         let tally = Arc::new(Mutex::new(Tally::default()));
         let stop = Arc::new(AtomicBool::new(false));
+        let made = Arc::new(AtomicUsize::new(0));
         let tasks = clients
             .iter()
             .map(|c| {
-                let (c, tally, stop) = (c.clone(), tally.clone(), stop.clone());
+                let (c, tally, stop, made) = (c.clone(), tally.clone(), stop.clone(), made.clone());
                 tokio::spawn(async move {
                     while !stop.load(Ordering::Relaxed) {
+                        if made.fetch_add(1, Ordering::Relaxed) >= MAX_LOAD_CALLS {
+                            let mut t = match tally.lock() {
+                                Ok(t) => t,
+                                Err(p) => p.into_inner(),
+                            };
+                            t.failures.push(format!(
+                                "the load reached its cap of {MAX_LOAD_CALLS} calls"
+                            ));
+                            break;
+                        }
                         let res =
                             mcp::call_tool(&c, "query", json!({"sql": WHO, "database": "app"}))
                                 .await;
@@ -150,9 +164,20 @@ fn assert_no_failures(t: &Tally, phase: &str) {
     );
 }
 
+/// The most the fleet test may take, start-up included.
+const TEST_TIMEOUT: Duration = Duration::from_secs(300);
+/// The most calls the load makes in all (about 100 a second are made).
+const MAX_LOAD_CALLS: usize = 20_000;
+
 #[tokio::test]
 async fn two_gateways_three_workers_survive_kill_drain_scale_out_and_a_database_restart()
 -> Result<()> {
+    tokio::time::timeout(TEST_TIMEOUT, fleet_under_load())
+        .await
+        .with_context(|| format!("the fleet test did not finish within {TEST_TIMEOUT:?}"))?
+}
+
+async fn fleet_under_load() -> Result<()> {
     let mut pg = Pg::start()?;
     pg.create_db("app").await?;
     pg.create_db("sales").await?;
