@@ -65,13 +65,62 @@ impl Proc {
         .await
     }
 
+    /// As [`Proc::gateway`], but the gateway resolves host names through
+    /// `hosts` (a file in `/etc/hosts` format) instead of the system's: it
+    /// runs in a mount namespace of its own where `hosts` is bind-mounted
+    /// over `/etc/hosts` (`unshare`, as root). The C library reads the file
+    /// on every lookup, so rewriting `hosts` in place changes what names
+    /// resolve to — a DNS server under the test's control.
+    pub async fn gateway_resolving(
+        hosts: &std::path::Path,
+        workers: &[String],
+        flags: &[&str],
+        env: &[(&str, &str)],
+    ) -> Result<Self> {
+        let workers = workers.join(",");
+        let mut args = vec!["--listen", "127.0.0.1:0", "--workers", workers.as_str()];
+        args.extend_from_slice(flags);
+        let hosts = hosts.to_str().context("hosts file path is not UTF-8")?;
+        let bin = bins::bin("pgmcp-gateway")?;
+        let bin = bin.to_str().context("gateway path is not UTF-8")?;
+        let mut cmd = Command::new("unshare");
+        cmd.args([
+            "--mount",
+            "--propagation",
+            "private",
+            "sh",
+            "-c",
+            "mount --bind \"$0\" /etc/hosts && exec \"$@\"",
+            hosts,
+            bin,
+        ]);
+        Self::start_command(
+            "pgmcp-gateway",
+            cmd,
+            &args,
+            env,
+            "gateway listening; MCP at /mcp",
+        )
+        .await
+    }
+
     async fn start(
         name: &'static str,
         args: &[&str],
         env: &[(&str, &str)],
         ready_message: &str,
     ) -> Result<Self> {
-        let mut cmd = Command::new(bins::bin(name)?);
+        let cmd = Command::new(bins::bin(name)?);
+        Self::start_command(name, cmd, args, env, ready_message).await
+    }
+
+    async fn start_command(
+        name: &'static str,
+        mut cmd: Command,
+        args: &[&str],
+        env: &[(&str, &str)],
+        ready_message: &str,
+    ) -> Result<Self> {
         cmd.args(args)
             .args(["--log-format", "json"])
             .stdin(Stdio::null())
