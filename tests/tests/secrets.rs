@@ -370,6 +370,12 @@ async fn known_secrets_never_reach_logs_or_clients() -> Result<()> {
         "the masked error's request id is not in the gateway's log:\n{bad_gateway_log}"
     );
     let exported: String = spans.iter().map(span_text).collect();
+    // The spans are the real thing: DB spans of the calls, with the caller.
+    assert!(
+        exported.contains("\"db.collection.name\": \"t\"")
+            && exported.contains("\"enduser.id\": \"alice\""),
+        "{exported}"
+    );
     // The logs are real: they show the calls and who made them.
     assert!(gateway_log.contains("MCP request done"), "{gateway_log}");
     let worker_calls: Vec<&str> = worker_log
