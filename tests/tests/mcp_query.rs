@@ -684,7 +684,11 @@ async fn timeouts_above_the_maximum_are_refused_by_the_gateway_and_capped_by_the
         ),
     ] {
         let res = mcp::call_tool(&stack.client, tool, args).await?;
-        mcp::assert_tool_error(&res, "invalid_request", "over the limit of 4000 ms");
+        mcp::assert_tool_error(
+            &res,
+            "invalid_request",
+            "over the limit of 4000 ms (--max-timeout-ms)",
+        );
         assert!(text(&res).contains("timeout_ms"), "{tool}: {}", text(&res));
     }
     let written = stack

@@ -240,7 +240,8 @@ pub(crate) fn check_timeout(
         None => Ok(default),
         Some(0) => Err(GatewayError::invalid("timeout_ms must be at least 1")),
         Some(t) if t > max => Err(GatewayError::invalid(format!(
-            "timeout_ms is {t}, over the limit of {max} ms"
+            "timeout_ms is {t}, over the limit of {max} ms (--max-timeout-ms); \
+             pass a smaller timeout_ms, or an operator raises --max-timeout-ms on the gateway"
         ))),
         Some(t) => Ok(t),
     }
