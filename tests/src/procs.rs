@@ -193,6 +193,23 @@ impl Proc {
         snapshot(&self.logs)
     }
 
+    /// The process id, while the process has not been reaped.
+    pub fn pid(&self) -> Option<nix::unistd::Pid> {
+        let pid = self.child.id()?;
+        Some(nix::unistd::Pid::from_raw(i32::try_from(pid).ok()?))
+    }
+
+    /// Sends `signal` to the process (e.g. SIGSTOP to freeze it, SIGCONT to
+    /// let it go on).
+    pub fn signal(&self, signal: nix::sys::signal::Signal) -> Result<()> {
+        let pid = self
+            .pid()
+            .with_context(|| format!("{} has exited", self.name))?;
+        nix::sys::signal::kill(pid, signal)
+            .with_context(|| format!("sending {signal} to {}", self.name))?;
+        Ok(())
+    }
+
     /// Kills the process (SIGKILL): no drain, no goodbye.
     pub async fn kill(&mut self) -> Result<()> {
         self.child.kill().await?;
