@@ -150,14 +150,9 @@ impl From<tonic::Status> for GatewayError {
                 status.message()
             );
         }
-        // A CANCELLED raised here, not sent by the worker: the connection to
-        // the worker closed (or the worker reset the stream) before it
-        // answered. The worker's own deadline arrives over the wire and has
-        // no source; this one is the worker going away.
-        if status.details().is_empty()
-            && status.code() == tonic::Code::Cancelled
-            && std::error::Error::source(&status).is_some()
-        {
+        // The connection closed under a call that had not been sent: the
+        // worker went away, or closed an aged connection (GOAWAY).
+        if never_sent(&status) {
             err.kind = ErrorKind::Unavailable as i32;
             err.message = format!(
                 "the connection to the worker closed before it answered ({})",
@@ -167,6 +162,18 @@ impl From<tonic::Status> for GatewayError {
         }
         GatewayError(Box::new(err))
     }
+}
+
+/// True for a call that never left the gateway: hyper fails a request it
+/// had not yet sent when the connection closes ("operation was canceled"),
+/// and tonic raises that here as CANCELLED, with the transport error as its
+/// source. The worker's own deadline also arrives as CANCELLED, but over
+/// the wire, without a source. Nothing of such a call reached the worker,
+/// so it may be sent again — a write too.
+pub fn never_sent(status: &tonic::Status) -> bool {
+    status.details().is_empty()
+        && status.code() == tonic::Code::Cancelled
+        && std::error::Error::source(status).is_some()
 }
 
 /// What to do about a constraint violation, by SQLSTATE.
@@ -275,11 +282,12 @@ mod tests {
     }
 
     #[test]
-    fn a_connection_closed_under_a_call_is_the_worker_going_away() {
+    fn a_call_the_connection_closed_under_was_never_sent() {
         let local = tonic::Status::from_error(Box::new(Transport(tonic::Status::cancelled(
             "operation was canceled",
         ))));
         assert_eq!(local.code(), tonic::Code::Cancelled);
+        assert!(never_sent(&local));
         let err = GatewayError::from(local);
         assert_eq!(err.kind(), ErrorKind::Unavailable);
         assert!(err.0.retry_safe);
@@ -287,6 +295,7 @@ mod tests {
 
         // The worker's own deadline, as it arrives over the wire.
         let wire = tonic::Status::cancelled("Timeout expired");
+        assert!(!never_sent(&wire));
         assert_eq!(GatewayError::from(wire).kind(), ErrorKind::Timeout);
     }
 }

@@ -92,6 +92,10 @@ pub enum Failure {
     /// The call's status: the routing loop decides whether another worker
     /// may take the call (see [`Fleet::route`]).
     Status(GatewayError),
+    /// The call never left the gateway (see [`crate::errors::never_sent`]):
+    /// typically the worker closed an aged connection. It may be sent again,
+    /// to the same worker too, without counting as a retry.
+    NotSent(GatewayError),
     /// Final whatever its kind (e.g. a result that ended without its
     /// summary).
     Final(GatewayError),
@@ -99,9 +103,16 @@ pub enum Failure {
 
 impl From<tonic::Status> for Failure {
     fn from(s: tonic::Status) -> Self {
-        Failure::Status(GatewayError::from(s))
+        if crate::errors::never_sent(&s) {
+            Failure::NotSent(GatewayError::from(s))
+        } else {
+            Failure::Status(GatewayError::from(s))
+        }
     }
 }
+
+/// How often one call is sent again after it could not be sent at all.
+const MAX_RESENDS: u32 = 2;
 
 /// True for an error raised by the transport rather than by PostgreSQL: the
 /// worker could not be reached, or went away.
@@ -355,6 +366,7 @@ impl Fleet {
         self.inner.retries.deposit();
         let mut tried: Vec<String> = Vec::new();
         let mut retried = false;
+        let mut resent = 0;
         let mut last: Option<GatewayError> = None;
         loop {
             let member = match &last {
@@ -387,6 +399,14 @@ impl Fleet {
                 }
                 Ok(Err(Failure::Final(err))) => return Err(err),
                 Ok(Err(Failure::Status(err))) => err,
+                // Nothing reached the worker: pick again (the same worker
+                // reconnects), without marking it down or using the retry.
+                Ok(Err(Failure::NotSent(err))) if resent < MAX_RESENDS => {
+                    resent += 1;
+                    tracing::debug!(worker = %member.url, error = %err, "call not sent (connection closed); sending again");
+                    continue;
+                }
+                Ok(Err(Failure::NotSent(err))) => err,
                 Err(_) => {
                     return Err(GatewayError::new(
                         ErrorKind::Timeout,
