@@ -174,8 +174,66 @@ DELETE FROM churn WHERE id % 10 <> 0;
 ANALYZE churn;
 CREATE SEQUENCE small_ids AS smallint;
 SELECT setval('small_ids', 32000);
+CREATE TABLE stale (id int, pad text);
+ALTER TABLE stale SET (autovacuum_enabled = off);
+INSERT INTO stale SELECT g, 'z' FROM generate_series(1, 10000) g;
+DELETE FROM stale WHERE id > 4000;
 "#;
 
+/// Reads: each scan of `churn` requests its 800-odd pages from shared
+/// buffers.
+const READS: &str = "SELECT count(*) FROM churn WHERE pad <> ''; SELECT count(*) FROM churn WHERE pad <> ''; \
+                     SELECT count(*) FROM churn WHERE pad <> ''; SELECT count(*) FROM churn WHERE pad <> ''; \
+                     SELECT count(*) FROM churn WHERE pad <> ''; SELECT count(*) FROM orders";
+
+/// The first column of the first row of `sql` in `app` (as the superuser),
+/// as a number.
+async fn number(pg: &Pg, sql: &str) -> Result<f64> {
+    let col = pg.column("app", sql).await?;
+    let v = col
+        .first()
+        .cloned()
+        .flatten()
+        .with_context(|| format!("no value from {sql}"))?;
+    v.parse::<f64>()
+        .with_context(|| format!("{sql} returned {v:?}"))
+}
+
+/// Polls `sql` (see [`number`]) until it returns at least `min`, for up to
+/// `within`; returns the last value.
+async fn wait_for_at_least(pg: &Pg, sql: &str, min: f64, within: Duration) -> Result<f64> {
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        let n = number(pg, sql).await?;
+        if n >= min {
+            return Ok(n);
+        }
+        if tokio::time::Instant::now() >= deadline {
+            bail!("{sql} still returns {n} after {within:?}, not {min} or more");
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// The check `name` of a `database_health` result.
+fn health_check(s: &Value, name: &str) -> Result<Value> {
+    s["checks"]
+        .as_array()
+        .and_then(|c| c.iter().find(|c| c["name"] == name))
+        .cloned()
+        .with_context(|| format!("no check {name} in {s}"))
+}
+
+/// The entry of a check's `list` whose `key` is `value`.
+fn entry<'a>(list: &'a Value, key: &str, value: &Value) -> Result<&'a Value> {
+    list.as_array()
+        .and_then(|l| l.iter().find(|e| &e[key] == value))
+        .with_context(|| format!("no entry with {key} = {value} in {list}"))
+}
+
+/// Every check finds the condition the test creates: index, lock, bloat,
+/// vacuum/analyze and sequence problems, an idle-in-transaction session,
+/// and the server's own cache and transaction-id figures.
 #[tokio::test]
 async fn database_health_finds_index_lock_bloat_and_sequence_problems() -> Result<()> {
     let pg = Pg::start()?;
@@ -189,6 +247,23 @@ async fn database_health_finds_index_lock_bloat_and_sequence_problems() -> Resul
         )
         .await;
     assert!(failed.is_err(), "the duplicate ids must fail the index");
+    pg.exec("app", READS).await?;
+    // Sessions publish their statistics when they end (or idle a while):
+    // wait for the setup's to show.
+    wait_for_at_least(
+        &pg,
+        "SELECT n_dead_tup::text FROM pg_stat_user_tables WHERE relname = 'stale'",
+        6000.0,
+        Duration::from_secs(30),
+    )
+    .await?;
+    wait_for_at_least(
+        &pg,
+        "SELECT (blks_hit + blks_read)::text FROM pg_stat_database WHERE datname = 'app'",
+        10_000.0,
+        Duration::from_secs(30),
+    )
+    .await?;
 
     // One session holds a row lock, another waits for it.
     let mut holder = PgConnection::connect(&url).await?;
@@ -219,16 +294,23 @@ async fn database_health_finds_index_lock_bloat_and_sequence_problems() -> Resul
     assert!(blocked, "the second UPDATE never waited");
 
     let dba = Dba::start(pg, &["--database-url", &url]).await?;
+    const HIT: &str = "SELECT blks_hit::text FROM pg_stat_database WHERE datname = 'app'";
+    const READ: &str = "SELECT blks_read::text FROM pg_stat_database WHERE datname = 'app'";
+    const XID_AGE: &str = "SELECT age(datfrozenxid)::text FROM pg_database WHERE datname = 'app'";
+    const MXID_AGE: &str =
+        "SELECT mxid_age(datminmxid)::text FROM pg_database WHERE datname = 'app'";
+    let hit_before = number(&dba.pg, HIT).await?;
+    let read_before = number(&dba.pg, READ).await?;
+    let xid_age_before = number(&dba.pg, XID_AGE).await?;
+    let mxid_age_before = number(&dba.pg, MXID_AGE).await?;
     let res = dba.call("database_health", json!({})).await?;
+    let hit_after = number(&dba.pg, HIT).await?;
+    let read_after = number(&dba.pg, READ).await?;
+    let xid_age_after = number(&dba.pg, XID_AGE).await?;
+    let mxid_age_after = number(&dba.pg, MXID_AGE).await?;
     assert!(!is_error(&res), "{}", text(&res));
     let s = structured(&res);
-    let check = |name: &str| -> Result<Value> {
-        s["checks"]
-            .as_array()
-            .and_then(|c| c.iter().find(|c| c["name"] == name))
-            .cloned()
-            .with_context(|| format!("no check {name} in {s}"))
-    };
+    let check = |name: &str| health_check(&s, name);
     let names: Vec<&str> = s["checks"]
         .as_array()
         .map(|c| c.iter().filter_map(|c| c["name"].as_str()).collect())
@@ -329,8 +411,159 @@ async fn database_health_finds_index_lock_bloat_and_sequence_problems() -> Resul
     assert_eq!(seq["status"], "critical", "{seq}");
     assert_eq!(seq["details"][0]["sequence"], "public.small_ids", "{seq}");
 
-    assert_eq!(check("transaction_id_wraparound")?["status"], "ok");
-    assert_eq!(check("connections")?["status"], "ok");
+    // Connections: the lock holder sits idle in its transaction; the limit
+    // is the server's.
+    let conns = check("connections")?;
+    assert_eq!(conns["status"], "ok", "{conns}");
+    let max_connections = number(&dba.pg, "SHOW max_connections").await?;
+    assert_eq!(
+        conns["details"]["max_connections"].as_f64(),
+        Some(max_connections),
+        "{conns}"
+    );
+    let by_state = conns["details"]["by_state"]
+        .as_object()
+        .with_context(|| format!("by_state: {conns}"))?;
+    let idle_in_tx = by_state
+        .get("idle in transaction")
+        .and_then(Value::as_u64)
+        .unwrap_or(0);
+    assert!(
+        idle_in_tx >= 1,
+        "the lock holder is idle in transaction: {conns}"
+    );
+    assert!(
+        by_state
+            .get("active")
+            .and_then(Value::as_u64)
+            .is_some_and(|n| n >= 1),
+        "the waiting UPDATE is active: {conns}"
+    );
+    let by_state_total: u64 = by_state.values().filter_map(Value::as_u64).sum();
+    assert_eq!(
+        conns["details"]["total"].as_u64(),
+        Some(by_state_total),
+        "{conns}"
+    );
+    let summary = conns["summary"].as_str().unwrap_or_default();
+    assert!(
+        summary.contains(&format!("max_connections {max_connections}"))
+            && summary.contains(&format!("; {idle_in_tx} idle in transaction")),
+        "{conns}"
+    );
+
+    // Nothing has run for a minute yet.
+    let long = check("long_running_queries")?;
+    assert_eq!(long["status"], "ok", "{long}");
+    assert_eq!(long["details"], json!([]), "{long}");
+
+    // `stale` (autovacuum off) lost 6000 of its 10000 rows and was never
+    // analyzed.
+    let vacuum = check("vacuum_staleness")?;
+    assert_eq!(vacuum["status"], "warning", "{vacuum}");
+    assert_eq!(vacuum["details"]["autovacuum"], "on", "{vacuum}");
+    let stale = entry(&vacuum["details"]["tables"], "table", &json!("stale"))?;
+    assert_eq!(stale["dead_tuples"], 6000, "{vacuum}");
+    assert_eq!(stale["live_tuples"], 4000, "{vacuum}");
+    // autovacuum_vacuum_threshold 50 + autovacuum_vacuum_scale_factor 0.2 × 4000
+    assert_eq!(stale["autovacuum_threshold"], 850, "{vacuum}");
+    assert!(stale["last_vacuum"].is_null(), "{vacuum}");
+    assert!(
+        vacuum["summary"]
+            .as_str()
+            .is_some_and(|t| t.contains("stale") && t.contains("VACUUM")),
+        "{vacuum}"
+    );
+    let analyze = check("analyze_staleness")?;
+    assert_eq!(analyze["status"], "warning", "{analyze}");
+    let stale = entry(&analyze["details"]["tables"], "table", &json!("stale"))?;
+    assert_eq!(stale["modified_since_analyze"], 16000, "{analyze}");
+    assert_eq!(stale["live_tuples"], 4000, "{analyze}");
+    // autovacuum_analyze_threshold 50 + autovacuum_analyze_scale_factor 0.1 × 4000
+    assert_eq!(stale["autoanalyze_threshold"], 450, "{analyze}");
+    assert!(stale["last_analyze"].is_null(), "{analyze}");
+    assert!(
+        analyze["summary"]
+            .as_str()
+            .is_some_and(|t| t.contains("stale") && t.contains("ANALYZE")),
+        "{analyze}"
+    );
+
+    // The cache hit ratio is the database's, as pg_stat_database counted it
+    // between just before and just after the call.
+    let cache = check("cache_hit_ratio")?;
+    let hit = cache["details"]["blocks_hit"]
+        .as_f64()
+        .with_context(|| format!("blocks_hit: {cache}"))?;
+    let read = cache["details"]["blocks_read"]
+        .as_f64()
+        .with_context(|| format!("blocks_read: {cache}"))?;
+    assert!(
+        (hit_before..=hit_after).contains(&hit) && (read_before..=read_after).contains(&read),
+        "hits {hit_before}..{hit_after}, reads {read_before}..{read_after}: {cache}"
+    );
+    assert!(hit + read >= 10_000.0, "{cache}");
+    let ratio = hit / (hit + read);
+    let percent: f64 = cache["summary"]
+        .as_str()
+        .and_then(|t| t.split_once("% of block requests served from shared buffers"))
+        .and_then(|(p, _)| p.parse().ok())
+        .with_context(|| format!("no percentage in {cache}"))?;
+    assert!((0.0..=100.0).contains(&percent), "{cache}");
+    assert!((percent - ratio * 100.0).abs() <= 0.006, "{ratio}: {cache}");
+    let expected = if ratio < 0.90 {
+        "critical"
+    } else if ratio < 0.99 {
+        "warning"
+    } else {
+        "ok"
+    };
+    assert_eq!(cache["status"], expected, "{cache}");
+
+    // Wraparound: this database's age is age(datfrozenxid), give or take the
+    // few transaction ids autovacuum may take meanwhile.
+    let wrap = check("transaction_id_wraparound")?;
+    assert_eq!(wrap["status"], "ok", "{wrap}");
+    let app = entry(&wrap["details"]["databases"], "database", &json!("app"))?;
+    let xid_age = app["xid_age"]
+        .as_f64()
+        .with_context(|| format!("xid_age: {wrap}"))?;
+    assert!(
+        xid_age >= xid_age_before.min(xid_age_after) - 10.0
+            && xid_age <= xid_age_before.max(xid_age_after) + 10.0
+            && xid_age > 0.0,
+        "age(datfrozenxid) {xid_age_before} before, {xid_age_after} after: {wrap}"
+    );
+    let mxid_age = app["multixact_age"]
+        .as_f64()
+        .with_context(|| format!("multixact_age: {wrap}"))?;
+    assert!(
+        mxid_age >= mxid_age_before.min(mxid_age_after) - 10.0
+            && mxid_age <= mxid_age_before.max(mxid_age_after) + 10.0,
+        "mxid_age(datminmxid) {mxid_age_before} before, {mxid_age_after} after: {wrap}"
+    );
+    assert_eq!(
+        wrap["details"]["wraparound_limit"].as_f64(),
+        Some(2_147_483_648.0),
+        "{wrap}"
+    );
+    let worst = wrap["details"]["databases"]
+        .as_array()
+        .context("databases")?
+        .iter()
+        .map(|d| {
+            d["xid_age"]
+                .as_f64()
+                .unwrap_or(0.0)
+                .max(d["multixact_age"].as_f64().unwrap_or(0.0))
+        })
+        .fold(0.0, f64::max);
+    assert!(
+        wrap["summary"]
+            .as_str()
+            .is_some_and(|t| t.starts_with(&format!("oldest unfrozen transaction is {worst} "))),
+        "{wrap}"
+    );
     assert_eq!(s["status"], "critical");
     let t = text(&res);
     assert!(t.contains("[critical] sequences:"), "{t}");
@@ -348,6 +581,146 @@ async fn database_health_finds_index_lock_bloat_and_sequence_problems() -> Resul
         )
         .await?;
     assert_eq!(count, vec![Some("1".to_string())]);
+    Ok(())
+}
+
+/// `long_running_queries` reports statements active, and transactions idle,
+/// for over a minute (a fixed threshold): this test takes a minute.
+#[tokio::test]
+async fn database_health_finds_statements_and_transactions_open_over_a_minute() -> Result<()> {
+    let pg = Pg::start()?;
+    let url = pg.create_db("app").await?;
+
+    // A statement that runs until cancelled, and a transaction left open.
+    let mut sleeper = PgConnection::connect(&url).await?;
+    let sleeper_pid: i32 = sqlx::query_scalar("SELECT pg_backend_pid()")
+        .fetch_one(&mut sleeper)
+        .await?;
+    let sleeping = tokio::spawn(async move {
+        let res = sleeper.execute("SELECT pg_sleep(600)").await;
+        drop(sleeper);
+        res
+    });
+    let mut idle = PgConnection::connect(&url).await?;
+    let idle_pid: i32 = sqlx::query_scalar("SELECT pg_backend_pid()")
+        .fetch_one(&mut idle)
+        .await?;
+    idle.execute("BEGIN; SELECT 1 AS left_open").await?;
+
+    let dba = Dba::start(pg, &["--database-url", &url]).await?;
+
+    // Before the minute is up, neither is reported.
+    let s = dba.ok("database_health", json!({})).await?;
+    let long = health_check(&s, "long_running_queries")?;
+    assert_eq!(long["status"], "ok", "{long}");
+    assert_eq!(long["details"], json!([]), "{long}");
+    let conns = health_check(&s, "connections")?;
+    assert!(
+        conns["details"]["by_state"]["idle in transaction"]
+            .as_u64()
+            .is_some_and(|n| n >= 1),
+        "{conns}"
+    );
+
+    // Wait (on the server's clock) until both are over a minute old.
+    let age = |pid: i32, since: &str| {
+        format!(
+            "SELECT coalesce(extract(epoch FROM clock_timestamp() - {since}), 0)::text \
+             FROM pg_stat_activity WHERE pid = {pid}"
+        )
+    };
+    let sleeper_age = age(sleeper_pid, "query_start");
+    let idle_age = age(idle_pid, "state_change");
+    wait_for_at_least(&dba.pg, &sleeper_age, 61.0, Duration::from_secs(120)).await?;
+    wait_for_at_least(&dba.pg, &idle_age, 61.0, Duration::from_secs(120)).await?;
+
+    let sleeper_before = number(&dba.pg, &sleeper_age).await?;
+    let idle_before = number(&dba.pg, &idle_age).await?;
+    let res = dba.call("database_health", json!({})).await?;
+    let sleeper_after = number(&dba.pg, &sleeper_age).await?;
+    let idle_after = number(&dba.pg, &idle_age).await?;
+    assert!(!is_error(&res), "{}", text(&res));
+    let s = structured(&res);
+
+    let long = health_check(&s, "long_running_queries")?;
+    assert_eq!(long["status"], "warning", "{long}");
+    let items = &long["details"];
+    let running = entry(items, "pid", &json!(sleeper_pid))?;
+    assert_eq!(running["state"], "active", "{long}");
+    assert_eq!(running["role"], "app", "{long}");
+    assert_eq!(running["database"], "app", "{long}");
+    assert_eq!(running["query"], "SELECT pg_sleep(600)", "{long}");
+    assert_eq!(running["wait_event"], "PgSleep", "{long}");
+    let seconds = running["seconds"].as_f64().context("seconds")?;
+    // Rounded to a tenth of a second.
+    assert!(
+        seconds >= 60.0 && seconds >= sleeper_before - 0.1 && seconds <= sleeper_after + 0.1,
+        "running {sleeper_before}..{sleeper_after} s: {long}"
+    );
+    let open = entry(items, "pid", &json!(idle_pid))?;
+    assert_eq!(open["state"], "idle in transaction", "{long}");
+    assert_eq!(open["query"], "BEGIN; SELECT 1 AS left_open", "{long}");
+    let seconds = open["seconds"].as_f64().context("seconds")?;
+    assert!(
+        seconds >= 60.0 && seconds >= idle_before - 0.1 && seconds <= idle_after + 0.1,
+        "idle {idle_before}..{idle_after} s: {long}"
+    );
+    assert!(
+        open["transaction_seconds"]
+            .as_f64()
+            .is_some_and(|t| t >= seconds),
+        "{long}"
+    );
+    // Longest first.
+    let all: Vec<f64> = items
+        .as_array()
+        .context("long-running list")?
+        .iter()
+        .filter_map(|i| i["seconds"].as_f64())
+        .collect();
+    assert!(all.windows(2).all(|w| w[0] >= w[1]), "{long}");
+    let summary = long["summary"].as_str().unwrap_or_default();
+    assert!(
+        summary.starts_with(&format!(
+            "{} session(s) running or idle in transaction for over a minute",
+            all.len()
+        )) && summary.contains(&format!(
+            "the longest {:.0} s",
+            all.first().copied().unwrap_or(0.0)
+        )),
+        "{long}"
+    );
+    let conns = health_check(&s, "connections")?;
+    assert!(
+        conns["summary"]
+            .as_str()
+            .is_some_and(|t| t.contains("idle in transaction")),
+        "{conns}"
+    );
+    assert_eq!(s["status"], "warning", "{s}");
+
+    // Ended, they are no longer reported.
+    let cancelled = number(
+        &dba.pg,
+        &format!("SELECT pg_cancel_backend({sleeper_pid})::int::text"),
+    )
+    .await?;
+    assert_eq!(cancelled, 1.0);
+    let err = sleeping
+        .await?
+        .err()
+        .context("the sleep ended without being cancelled")?;
+    assert!(
+        err.as_database_error()
+            .and_then(|e| e.code())
+            .is_some_and(|c| c == "57014"),
+        "{err}"
+    );
+    idle.execute("ROLLBACK").await?;
+    let s = dba.ok("database_health", json!({})).await?;
+    let long = health_check(&s, "long_running_queries")?;
+    assert_eq!(long["status"], "ok", "{long}");
+    assert_eq!(long["details"], json!([]), "{long}");
     Ok(())
 }
 
