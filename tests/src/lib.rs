@@ -7,6 +7,7 @@
 
 pub mod bins;
 pub mod certs;
+pub mod fleet;
 pub mod gateway;
 pub mod jwt;
 pub mod kube;

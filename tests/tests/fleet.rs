@@ -14,12 +14,12 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use pgmcp_tests::Pg;
+use pgmcp_tests::fleet::WHO;
 use pgmcp_tests::mcp::{self, Client, is_error, structured, text};
 use pgmcp_tests::procs::Proc;
 use serde_json::json;
 
 const SECRET: &str = "fleet-test-cursor-key-0123456789";
-const WHO: &str = "SELECT current_setting('application_name')";
 
 /// Starts a worker named `name` for `database`.
 async fn worker(pg: &Pg, database: &str, name: &str) -> Result<Proc> {

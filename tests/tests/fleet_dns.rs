@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Result, bail};
 use pgmcp_tests::Pg;
+use pgmcp_tests::fleet::who;
 use pgmcp_tests::mcp::{self, Client, is_error, structured, text};
 use pgmcp_tests::procs::Proc;
 use serde_json::json;
@@ -65,18 +66,10 @@ async fn fleet_becomes(client: &Client, want: &[String], within: Duration) -> Re
 async fn served_by(client: &Client, calls: usize) -> Result<BTreeSet<String>> {
     let mut names = BTreeSet::new();
     for _ in 0..calls {
-        let res = mcp::call_tool(
-            client,
-            "query",
-            json!({"sql": "SELECT current_setting('application_name')"}),
-        )
-        .await?;
-        if is_error(&res) {
-            bail!("query failed: {}", text(&res));
-        }
-        if let Some(name) = structured(&res)["rows"][0][0].as_str() {
-            names.insert(name.to_string());
-        }
+        match who(client).await? {
+            Ok(name) => names.insert(name),
+            Err(e) => bail!("query failed: {e}"),
+        };
     }
     Ok(names)
 }

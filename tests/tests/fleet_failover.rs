@@ -16,31 +16,22 @@
 //!
 //! Every test is bounded in time ([`TEST_TIMEOUT`]) and in calls.
 
-use std::future::Future;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use pgmcp_proto::v1::worker_client::WorkerClient;
 use pgmcp_tests::Pg;
-use pgmcp_tests::mcp::{self, Client, is_error, structured, text};
+use pgmcp_tests::fleet::{app_cluster, bounded, gateway, warm_up, who};
+use pgmcp_tests::mcp::{self, is_error, structured, text};
 use pgmcp_tests::procs::Proc;
 use serde_json::json;
 
 /// The most any test here may take, start-up included.
 const TEST_TIMEOUT: Duration = Duration::from_secs(150);
-/// A read that names the worker running it.
-const WHO: &str = "SELECT current_setting('application_name')";
 /// What a worker gets to finish calls in flight after SIGTERM.
 const GRACE: Duration = Duration::from_secs(8);
 /// How long a SIGTERMed worker keeps accepting calls after NOT_SERVING.
 const DRAIN_DELAY: Duration = Duration::from_millis(500);
-
-/// Runs a test body within [`TEST_TIMEOUT`].
-async fn bounded(body: impl Future<Output = Result<()>>) -> Result<()> {
-    tokio::time::timeout(TEST_TIMEOUT, body)
-        .await
-        .with_context(|| format!("the test did not finish within {TEST_TIMEOUT:?}"))?
-}
 
 /// Starts a worker named `name` for database `app` on `listen`.
 async fn worker_on(pg: &Pg, listen: &str, name: &str, extra: &[&str]) -> Result<Proc> {
@@ -64,58 +55,19 @@ async fn worker(pg: &Pg, name: &str, extra: &[&str]) -> Result<Proc> {
     worker_on(pg, "127.0.0.1:0", name, extra).await
 }
 
-/// A cluster with database `app`, after `setup` ran in it.
-async fn database(setup: &str) -> Result<Pg> {
-    let pg = tokio::task::spawn_blocking(Pg::start).await??;
-    pg.create_db("app").await?;
-    if !setup.is_empty() {
-        pg.exec("app", setup).await?;
+/// SIGKILLs whichever of `w1` and `w2` is named `ran_on` (it is running
+/// `what`); returns the other's name.
+async fn kill_the_one(
+    ran_on: &str,
+    w1: &mut Proc,
+    w2: &mut Proc,
+    what: &str,
+) -> Result<&'static str> {
+    match ran_on {
+        "w1" => w1.kill().await.map(|()| "w2"),
+        "w2" => w2.kill().await.map(|()| "w1"),
+        name => bail!("the {what} ran on an unknown worker `{name}`"),
     }
-    Ok(pg)
-}
-
-/// A gateway for `workers` (with extra `flags`) and an MCP client
-/// connected to it.
-async fn gateway(workers: &[&Proc], flags: &[&str]) -> Result<(Proc, Client)> {
-    let urls: Vec<String> = workers.iter().map(|w| w.url()).collect();
-    let g = Proc::gateway(&urls, flags, &[]).await?;
-    let client = mcp::http_client(&format!("{}/mcp", g.url())).await?;
-    Ok((g, client))
-}
-
-/// The worker that answered one read, or the failure's text.
-async fn who(client: &Client) -> Result<std::result::Result<String, String>> {
-    let res = mcp::call_tool(client, "query", json!({"sql": WHO, "database": "app"})).await?;
-    if is_error(&res) {
-        return Ok(Err(text(&res)));
-    }
-    Ok(Ok(structured(&res)["rows"][0][0]
-        .as_str()
-        .context("no worker name in the result")?
-        .to_string()))
-}
-
-/// Reads until every worker in `names` has answered one (at most 100 calls,
-/// 30 s); every call must succeed.
-async fn warm_up(client: &Client, names: &[&str]) -> Result<()> {
-    let until = Instant::now() + Duration::from_secs(30);
-    let mut seen = std::collections::BTreeSet::new();
-    for _ in 0..100 {
-        match who(client).await? {
-            Ok(w) => {
-                seen.insert(w);
-            }
-            Err(e) => bail!("a read failed during warm-up: {e}"),
-        }
-        if names.iter().all(|n| seen.contains(*n)) {
-            return Ok(());
-        }
-        if Instant::now() > until {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    bail!("not every worker of {names:?} answered during warm-up; saw {seen:?}")
 }
 
 /// The `application_name` (worker name) of the backend running a statement
@@ -152,8 +104,8 @@ async fn active(pg: &Pg, marker: &str) -> Result<Vec<String>> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_write_whose_worker_is_killed_fails_as_unsafe_to_retry_and_runs_at_most_once()
 -> Result<()> {
-    bounded(async {
-        let pg = database("CREATE TABLE writes_log (who text NOT NULL)").await?;
+    bounded(TEST_TIMEOUT, async {
+        let pg = app_cluster("CREATE TABLE writes_log (who text NOT NULL)").await?;
         let mut w1 = worker(&pg, "w1", &["--mode", "read-write"]).await?;
         let mut w2 = worker(&pg, "w2", &["--mode", "read-write"]).await?;
         let (_g, client) = gateway(&[&w1, &w2], &[]).await?;
@@ -177,17 +129,7 @@ async fn a_write_whose_worker_is_killed_fails_as_unsafe_to_retry_and_runs_at_mos
             })
         };
         let ran_on = running(&pg, "INTO writes_log", Duration::from_secs(10)).await?;
-        let other = match ran_on.as_str() {
-            "w1" => {
-                w1.kill().await?;
-                "w2"
-            }
-            "w2" => {
-                w2.kill().await?;
-                "w1"
-            }
-            name => bail!("the write ran on an unknown worker `{name}`"),
-        };
+        let other = kill_the_one(&ran_on, &mut w1, &mut w2, "write").await?;
 
         let res = tokio::time::timeout(Duration::from_secs(30), write)
             .await
@@ -245,8 +187,8 @@ async fn a_write_whose_worker_is_killed_fails_as_unsafe_to_retry_and_runs_at_mos
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_vacuum_whose_worker_is_killed_is_not_retried_on_another() -> Result<()> {
     use sqlx::Connection;
-    bounded(async {
-        let pg = database("CREATE TABLE maint (n int)").await?;
+    bounded(TEST_TIMEOUT, async {
+        let pg = app_cluster("CREATE TABLE maint (n int)").await?;
         let mut w1 = worker(&pg, "w1", &["--mode", "read-write"]).await?;
         let mut w2 = worker(&pg, "w2", &["--mode", "read-write"]).await?;
         let (_g, client) = gateway(&[&w1, &w2], &["--toolsets", "all"]).await?;
@@ -279,17 +221,7 @@ async fn a_vacuum_whose_worker_is_killed_is_not_retried_on_another() -> Result<(
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         };
-        let other = match ran_on.as_str() {
-            "w1" => {
-                w1.kill().await?;
-                "w2"
-            }
-            "w2" => {
-                w2.kill().await?;
-                "w1"
-            }
-            name => bail!("the VACUUM ran on an unknown worker `{name}`"),
-        };
+        let other = kill_the_one(&ran_on, &mut w1, &mut w2, "VACUUM").await?;
 
         // Retried, it would wait for the lock on the other worker until
         // its 60 s timeout; not retried, it fails at once.
@@ -327,8 +259,8 @@ async fn waiting_for_a_lock(pg: &Pg) -> Result<Vec<String>> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_read_refused_by_a_worker_at_its_limit_is_answered_by_another() -> Result<()> {
-    bounded(async {
-        let pg = database("").await?;
+    bounded(TEST_TIMEOUT, async {
+        let pg = app_cluster("").await?;
         let w1 = worker(&pg, "w1", &["--max-concurrent-calls", "1"]).await?;
         let w2 = worker(&pg, "w2", &[]).await?;
         let (g, client) = gateway(&[&w1, &w2], &[]).await?;
@@ -377,8 +309,8 @@ async fn a_read_refused_by_a_worker_at_its_limit_is_answered_by_another() -> Res
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_worker_restarted_on_its_address_rejoins_the_rotation() -> Result<()> {
-    bounded(async {
-        let pg = database("").await?;
+    bounded(TEST_TIMEOUT, async {
+        let pg = app_cluster("").await?;
         let mut w1 = worker(&pg, "w1", &[]).await?;
         let w2 = worker(&pg, "w2", &[]).await?;
         let (_g, client) = gateway(&[&w1, &w2], &[]).await?;
@@ -449,8 +381,8 @@ async fn a_worker_restarted_on_its_address_rejoins_the_rotation() -> Result<()> 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_worker_stopped_with_a_call_in_flight_finishes_it_and_exits_within_its_grace_period()
 -> Result<()> {
-    bounded(async {
-        let pg = database("").await?;
+    bounded(TEST_TIMEOUT, async {
+        let pg = app_cluster("").await?;
         let mut w1 = worker(&pg, "w1", &[]).await?;
         let mut w2 = worker(&pg, "w2", &[]).await?;
         let (_g, client) = gateway(&[&w1, &w2], &[]).await?;

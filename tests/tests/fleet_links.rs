@@ -12,7 +12,6 @@
 //! Every test is bounded in time ([`TEST_TIMEOUT`]) and in calls.
 
 use std::collections::BTreeSet;
-use std::future::Future;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -21,88 +20,21 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use nix::sys::signal::Signal;
 use pgmcp_tests::Pg;
-use pgmcp_tests::mcp::{self, Client, is_error, structured, text};
+use pgmcp_tests::fleet::{app_cluster, bounded, gateway, warm_up, who};
 use pgmcp_tests::procs::Proc;
-use serde_json::json;
 
 /// The most any test here may take, start-up included.
 const TEST_TIMEOUT: Duration = Duration::from_secs(150);
-/// A read that names the worker running it.
-const WHO: &str = "SELECT current_setting('application_name')";
-/// How long one read may take, end to end.
-const CALL_TIMEOUT: Duration = Duration::from_secs(10);
 /// The gateway's keepalive (10 s interval + 5 s timeout), with room to spare.
 const KEEPALIVE_DETECTION: Duration = Duration::from_secs(30);
 /// How long a worker that runs again may take to rejoin the rotation.
 const REJOIN: Duration = Duration::from_secs(15);
-
-/// Runs a test body within [`TEST_TIMEOUT`].
-async fn bounded(body: impl Future<Output = Result<()>>) -> Result<()> {
-    tokio::time::timeout(TEST_TIMEOUT, body)
-        .await
-        .with_context(|| format!("the test did not finish within {TEST_TIMEOUT:?}"))?
-}
-
-/// A cluster with database `app`.
-async fn database() -> Result<Pg> {
-    let pg = tokio::task::spawn_blocking(Pg::start).await??;
-    pg.create_db("app").await?;
-    Ok(pg)
-}
 
 /// Starts a worker named `name` for database `app`.
 async fn worker(pg: &Pg, name: &str, extra: &[&str]) -> Result<Proc> {
     let mut flags = vec!["--name", name, "--pool-max-connections", "4"];
     flags.extend_from_slice(extra);
     Proc::worker(&pg.owner_url("app"), &flags, &[]).await
-}
-
-/// A gateway for `workers` and an MCP client connected to it.
-async fn gateway(workers: &[&Proc]) -> Result<(Proc, Client)> {
-    let urls: Vec<String> = workers.iter().map(|w| w.url()).collect();
-    let g = Proc::gateway(&urls, &[], &[]).await?;
-    let client = mcp::http_client(&format!("{}/mcp", g.url())).await?;
-    Ok((g, client))
-}
-
-/// The worker that answered one read (within [`CALL_TIMEOUT`]), or the
-/// failure's text.
-async fn who(client: &Client) -> Result<std::result::Result<String, String>> {
-    let call = mcp::call_tool(client, "query", json!({"sql": WHO, "database": "app"}));
-    let res = match tokio::time::timeout(CALL_TIMEOUT, call).await {
-        Ok(res) => res?,
-        Err(_) => return Ok(Err(format!("no answer within {CALL_TIMEOUT:?}"))),
-    };
-    if is_error(&res) {
-        return Ok(Err(text(&res)));
-    }
-    Ok(Ok(structured(&res)["rows"][0][0]
-        .as_str()
-        .context("no worker name in the result")?
-        .to_string()))
-}
-
-/// Reads until every worker in `names` has answered one (at most 100 calls,
-/// 30 s); every call must succeed.
-async fn warm_up(client: &Client, names: &[&str]) -> Result<()> {
-    let until = Instant::now() + Duration::from_secs(30);
-    let mut seen = BTreeSet::new();
-    for _ in 0..100 {
-        match who(client).await? {
-            Ok(w) => {
-                seen.insert(w);
-            }
-            Err(e) => bail!("a read failed during warm-up: {e}"),
-        }
-        if names.iter().all(|n| seen.contains(*n)) {
-            return Ok(());
-        }
-        if Instant::now() > until {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    bail!("not every worker of {names:?} answered during warm-up; saw {seen:?}")
 }
 
 /// `pgmcp_gateway_worker_up` of `worker` (its URL) on the gateway's
@@ -200,11 +132,11 @@ impl Drop for Frozen<'_> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn keepalive_takes_a_frozen_worker_out_of_rotation_until_it_runs_again() -> Result<()> {
-    bounded(async {
-        let pg = database().await?;
+    bounded(TEST_TIMEOUT, async {
+        let pg = app_cluster("").await?;
         let w1 = worker(&pg, "w1", &[]).await?;
         let w2 = worker(&pg, "w2", &[]).await?;
-        let (g, client) = gateway(&[&w1, &w2]).await?;
+        let (g, client) = gateway(&[&w1, &w2], &[]).await?;
         warm_up(&client, &["w1", "w2"]).await?;
         wait_for_up(&g, &w1, 1.0, Duration::from_secs(10)).await?;
         wait_for_up(&g, &w2, 1.0, Duration::from_secs(10)).await?;
@@ -385,9 +317,9 @@ struct Rotation {
 /// for 4 s (at most 2000), one every 10 ms or so, while the gateway's
 /// connections to the worker are sampled every 20 ms.
 async fn reads_while_connections_age() -> Result<Rotation> {
-    let pg = database().await?;
+    let pg = app_cluster("").await?;
     let w = worker(&pg, "w1", &["--max-connection-age-s", "1"]).await?;
-    let (g, client) = gateway(&[&w]).await?;
+    let (g, client) = gateway(&[&w], &[]).await?;
     warm_up(&client, &["w1"]).await?;
 
     let port = w.addr.port();
@@ -442,7 +374,7 @@ async fn reads_while_connections_age() -> Result<Rotation> {
 /// (it never left the gateway), and the worker never leaves the rotation.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn aged_connections_are_replaced_without_a_failed_call() -> Result<()> {
-    bounded(async {
+    bounded(TEST_TIMEOUT, async {
         let r = reads_while_connections_age().await?;
         assert!(r.calls > 0, "no read was made");
         assert!(
