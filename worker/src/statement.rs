@@ -51,12 +51,9 @@ pub fn check(sql: &str, params: &[Param], limits: &Limits) -> Result<(), WorkerE
 /// gives an early, clear message; the database enforces the transaction
 /// boundaries (see `Session::still_ours`).
 pub fn transaction_control(sql: &str) -> Option<String> {
-    let mut words = leading_words(sql, 2);
-    let first = words.first()?.to_ascii_uppercase();
-    let second = words
-        .get(1)
-        .map(|w| w.to_ascii_uppercase())
-        .unwrap_or_default();
+    let mut words = top_level_words(sql, 2);
+    let first = words.first()?.clone();
+    let second = words.get(1).map(String::as_str).unwrap_or_default();
     let hit = match first.as_str() {
         "BEGIN" | "START" | "COMMIT" | "END" | "ROLLBACK" | "ABORT" | "SAVEPOINT" | "RELEASE" => {
             true
@@ -66,7 +63,7 @@ pub fn transaction_control(sql: &str) -> Option<String> {
     };
     hit.then(|| {
         words.truncate(if first == "PREPARE" { 2 } else { 1 });
-        words.join(" ").to_ascii_uppercase()
+        words.join(" ")
     })
 }
 
@@ -77,7 +74,7 @@ pub fn transaction_control(sql: &str) -> Option<String> {
 /// creates a table. DDL hidden inside a function a `SELECT` calls is not
 /// seen; `invalidate_schema_cache` covers that.
 pub fn may_change_schema(sql: &str) -> bool {
-    let words = top_level_words(sql);
+    let words = top_level_words(sql, usize::MAX);
     let Some(first) = words.first() else {
         return false;
     };
@@ -99,10 +96,11 @@ pub fn may_change_schema(sql: &str) -> bool {
     }
 }
 
-/// The words of `sql` outside parentheses, upper-cased, skipping comments,
-/// string literals (also `E'…'` and dollar-quoted ones) and quoted
-/// identifiers, so that `SELECT 'into'` or `"into"` is not a keyword.
-fn top_level_words(sql: &str) -> Vec<String> {
+/// The first `max` words of `sql` outside parentheses, upper-cased,
+/// skipping comments, string literals (also `E'…'` and dollar-quoted ones)
+/// and quoted identifiers, so that `SELECT 'into'` or `"into"` is not a
+/// keyword.
+fn top_level_words(sql: &str, max: usize) -> Vec<String> {
     let b = sql.as_bytes();
     let mut i = 0;
     let mut depth = 0usize;
@@ -126,7 +124,7 @@ fn top_level_words(sql: &str) -> Vec<String> {
         }
         i
     };
-    while i < b.len() {
+    while i < b.len() && words.len() < max {
         match b[i] {
             b'-' if b.get(i + 1) == Some(&b'-') => {
                 while i < b.len() && b[i] != b'\n' {
@@ -197,50 +195,6 @@ fn top_level_words(sql: &str) -> Vec<String> {
                 }
             }
             _ => i += 1,
-        }
-    }
-    words
-}
-
-/// The first `n` words of `sql`, skipping whitespace and comments
-/// (`-- …` and nested `/* … */`).
-fn leading_words(sql: &str, n: usize) -> Vec<String> {
-    let b = sql.as_bytes();
-    let mut i = 0;
-    let mut words = Vec::new();
-    while i < b.len() && words.len() < n {
-        match b[i] {
-            c if c.is_ascii_whitespace() => i += 1,
-            b'-' if b.get(i + 1) == Some(&b'-') => {
-                while i < b.len() && b[i] != b'\n' {
-                    i += 1;
-                }
-            }
-            b'/' if b.get(i + 1) == Some(&b'*') => {
-                let mut depth = 0usize;
-                while i < b.len() {
-                    if b[i] == b'/' && b.get(i + 1) == Some(&b'*') {
-                        depth += 1;
-                        i += 2;
-                    } else if b[i] == b'*' && b.get(i + 1) == Some(&b'/') {
-                        depth -= 1;
-                        i += 2;
-                        if depth == 0 {
-                            break;
-                        }
-                    } else {
-                        i += 1;
-                    }
-                }
-            }
-            c if c.is_ascii_alphabetic() => {
-                let start = i;
-                while i < b.len() && (b[i].is_ascii_alphanumeric() || b[i] == b'_') {
-                    i += 1;
-                }
-                words.push(sql[start..i].to_string());
-            }
-            _ => break,
         }
     }
     words
