@@ -294,34 +294,6 @@ impl Fleet {
         self.unary(Retry::OnUnreachable, req, deadline, call).await
     }
 
-    /// A unary call whose request `call` builds from a client, the time left
-    /// and the resolved database name; returns the answer with the worker's
-    /// URL. `retry` says what may be retried on another worker: reads pass
-    /// [`Retry::OnUnreachable`], writes (e.g. VACUUM, ANALYZE)
-    /// [`Retry::Never`].
-    pub async fn unary_db<T, F, Fut>(
-        &self,
-        retry: Retry,
-        database: &str,
-        deadline: Duration,
-        call: F,
-    ) -> Result<(T, String), GatewayError>
-    where
-        F: Fn(WorkerClient<WorkerChannel>, Duration, String) -> Fut,
-        Fut: Future<Output = Result<tonic::Response<T>, tonic::Status>>,
-    {
-        self.route(database, retry, deadline, |client, left, database| {
-            let answer = call(client, left, database);
-            async move {
-                answer
-                    .await
-                    .map(tonic::Response::into_inner)
-                    .map_err(Failure::from)
-            }
-        })
-        .await
-    }
-
     /// Runs a read-only query on a worker serving its database and collects
     /// the result. `deadline` bounds the whole call.
     pub async fn query(

@@ -10,7 +10,6 @@ use rmcp::{tool, tool_router};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::fleet::Retry;
 use crate::server::PgMcp;
 use crate::tools::{DEADLINE_SLACK, error_result, output_schema, parse_args, structured_result};
 
@@ -75,22 +74,17 @@ the statements that cost the most.",
         let answer = self
             .shared
             .fleet
-            .unary_db(
-                Retry::OnUnreachable,
-                &database,
-                deadline,
-                |mut client, left, database| {
-                    let mut req = tonic::Request::new(DatabaseHealthRequest {
-                        database,
-                        timeout_ms,
-                    });
-                    req.set_timeout(left);
-                    async move { client.database_health(req).await }
+            .unary_read(
+                DatabaseHealthRequest {
+                    database,
+                    timeout_ms,
                 },
+                deadline,
+                |mut client, r| async move { client.database_health(r).await },
             )
             .await;
         let resp = match answer {
-            Ok((resp, _)) => resp,
+            Ok(resp) => resp,
             Err(e) => return error_result(&e, None),
         };
         let report = HealthReport {

@@ -79,7 +79,6 @@ A failed call is never retried automatically.",
             timeout_ms,
         };
         let deadline = call_deadline(timeout_ms);
-        // Not raced against client cancellation: a write runs to its end.
         let outcome = self
             .shared
             .fleet

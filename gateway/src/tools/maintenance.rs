@@ -58,24 +58,20 @@ impl PgMcp {
         let answer = self
             .shared
             .fleet
-            .unary_db(
+            .unary(
                 Retry::Never,
-                &database,
-                deadline,
-                |mut client, left, database| {
-                    let mut req = tonic::Request::new(MaintainTableRequest {
-                        database,
-                        table: table.clone(),
-                        operation: op as i32,
-                        timeout_ms,
-                    });
-                    req.set_timeout(left);
-                    async move { client.maintain_table(req).await }
+                MaintainTableRequest {
+                    database,
+                    table,
+                    operation: op as i32,
+                    timeout_ms,
                 },
+                deadline,
+                |mut client, r| async move { client.maintain_table(r).await },
             )
             .await;
         let resp = match answer {
-            Ok((resp, _)) => resp,
+            Ok(resp) => resp,
             Err(e) => return error_result(&e, None),
         };
         let before = stats(resp.before.unwrap_or_default());

@@ -9,7 +9,6 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::errors::GatewayError;
-use crate::fleet::Retry;
 use crate::server::PgMcp;
 use crate::tools::{call_deadline, error_result, output_schema, parse_args, structured_result};
 
@@ -116,23 +115,18 @@ enable it. Read-only.",
         let answer = self
             .shared
             .fleet
-            .unary_db(
-                Retry::OnUnreachable,
-                &database,
-                deadline,
-                |mut client, left, database| {
-                    let mut req = tonic::Request::new(TopQueriesRequest {
-                        database,
-                        order_by: order as i32,
-                        limit,
-                    });
-                    req.set_timeout(left);
-                    async move { client.top_queries(req).await }
+            .unary_read(
+                TopQueriesRequest {
+                    database,
+                    order_by: order as i32,
+                    limit,
                 },
+                deadline,
+                |mut client, r| async move { client.top_queries(r).await },
             )
             .await;
         let resp = match answer {
-            Ok((resp, _)) => resp,
+            Ok(resp) => resp,
             Err(e) => return error_result(&e, None),
         };
         let out = TopQueries {
