@@ -1,7 +1,9 @@
-//! The three ways a statement is sent: straight to PostgreSQL with sqlx
-//! (the floor), to the worker's gRPC `Query` (worker cost), and as an MCP
-//! `tools/call query` to the gateway (the whole path). Also the two hops
-//! without SQL: the gateway's `/healthz` and the worker's health check.
+//! The ways a statement is sent: straight to PostgreSQL with sqlx (the
+//! floor), with sqlx inside the statements the worker wraps every call in
+//! (the floor of the worker's protocol), to the worker's gRPC `Query`
+//! (worker cost), and as an MCP `tools/call query` to the gateway (the
+//! whole path). Also the two hops without SQL: the gateway's `/healthz` and
+//! the worker's health check.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -57,7 +59,7 @@ pub fn table_sql(n: u64) -> String {
 pub const BIG_SQL: &str = "SELECT * FROM bench_rows ORDER BY id";
 
 /// Timeout given with every call (the gateway's default).
-const TIMEOUT_MS: u32 = 30_000;
+pub const TIMEOUT_MS: u32 = 30_000;
 /// Result byte limit the gateway asks of the worker (its default, 1 MiB).
 const GATEWAY_MAX_BYTES: u64 = 1024 * 1024;
 
@@ -82,6 +84,48 @@ impl Caller for SqlxCaller {
             .fetch_all(&mut self.conn)
             .await?;
         ensure!(rows.len() as u64 == self.sql.rows, "unexpected row count");
+        Ok(())
+    }
+}
+
+/// sqlx on its own connection, sending what the worker sends to
+/// PostgreSQL for a read: its BEGIN message, the statement (prepared), and
+/// its ROLLBACK message. Three round trips, as in the worker; the worker
+/// leaves the third to its pool's release check instead of the answer's
+/// path, so this path's latency includes one round trip the worker's
+/// answer does not wait for.
+pub struct SqlxTxCaller {
+    conn: PgConnection,
+    sql: Sql,
+    begin: String,
+}
+
+impl SqlxTxCaller {
+    pub async fn connect(url: &str, sql: Sql) -> Result<Self> {
+        let conn = PgConnection::connect(url)
+            .await
+            .context("connecting to PostgreSQL")?;
+        let begin = pgmcp_worker::session::begin_sql(
+            pgmcp_worker::session::Access::ReadOnly,
+            TIMEOUT_MS,
+            false,
+        );
+        Ok(SqlxTxCaller { conn, sql, begin })
+    }
+}
+
+impl Caller for SqlxTxCaller {
+    async fn call(&mut self) -> Result<()> {
+        sqlx::raw_sql(AssertSqlSafe(self.begin.as_str()))
+            .fetch_one(&mut self.conn)
+            .await?;
+        let rows = sqlx::query(AssertSqlSafe(self.sql.sql))
+            .fetch_all(&mut self.conn)
+            .await?;
+        ensure!(rows.len() as u64 == self.sql.rows, "unexpected row count");
+        sqlx::raw_sql(pgmcp_worker::session::ROLLBACK_AND_UNLOCK)
+            .execute(&mut self.conn)
+            .await?;
         Ok(())
     }
 }

@@ -9,6 +9,7 @@ mod bins;
 mod clients;
 mod http;
 mod load;
+mod pgbench;
 mod procs;
 mod report;
 
@@ -24,6 +25,7 @@ use sqlx::{Connection, PgConnection};
 
 use crate::clients::{
     GrpcCaller, GrpcHealthCaller, HealthzCaller, McpCaller, ROWS_1000, SELECT_1, Sql, SqlxCaller,
+    SqlxTxCaller,
 };
 use crate::load::Plan;
 use crate::procs::{Proc, RssSampler};
@@ -71,10 +73,17 @@ struct Cli {
     gateway_threads: u16,
 
     /// Only these paths of the load cases (for profiling one of them).
-    #[arg(long, value_delimiter = ',', default_values = ["sqlx", "grpc", "mcp"])]
+    #[arg(long, value_delimiter = ',', default_values = PATHS)]
     paths: Vec<String>,
+
+    /// Skip the pgbench cases (PostgreSQL on its own).
+    #[arg(long)]
+    no_pgbench: bool,
 }
 
+/// Paths of the load cases, in the order they run: PostgreSQL directly,
+/// PostgreSQL inside the worker's statements, the worker, the whole path.
+const PATHS: [&str; 4] = ["sqlx", "sqlx-tx", "grpc", "mcp"];
 /// Concurrency levels of every load case.
 const CONCURRENCY: [usize; 3] = [1, 8, 32];
 /// Largest page the gateway serves by default (`--max-rows`).
@@ -222,7 +231,7 @@ async fn bench(cli: &Cli, bins: &bins::Bins, cluster: &Cluster, out: &Path) -> R
     let mut cases = Vec::new();
     for sql in [SELECT_1, ROWS_1000] {
         for concurrency in CONCURRENCY {
-            for path in ["sqlx", "grpc", "mcp"] {
+            for path in PATHS {
                 if !cli.paths.iter().any(|p| p == path) {
                     continue;
                 }
@@ -257,6 +266,25 @@ async fn bench(cli: &Cli, bins: &bins::Bins, cluster: &Cluster, out: &Path) -> R
             stats: load::run(1, plan, || GrpcHealthCaller::connect(worker.addr)).await?,
         },
     ];
+    let pgbench = match pgmcp::cluster::find_bindir()
+        .ok()
+        .and_then(|dir| pgbench::find(&dir))
+    {
+        _ if cli.no_pgbench => Vec::new(),
+        None => {
+            eprintln!("pgmcp-bench: no pgbench beside the PostgreSQL server binaries; skipping it");
+            Vec::new()
+        }
+        Some(bin) => {
+            let length = match plan {
+                Plan::Calls(n) => pgbench::Length::Calls(n),
+                Plan::Timed { measure, .. } => {
+                    pgbench::Length::Seconds(measure.as_secs_f64().ceil() as u64)
+                }
+            };
+            pgbench::run(&bin, &url, out, &CONCURRENCY, length, clients::TIMEOUT_MS).await?
+        }
+    };
     let peaks = sampler.finish().await;
     let after = (gateway.memory()?, worker.memory()?);
     gateway.stop().await?;
@@ -292,6 +320,7 @@ async fn bench(cli: &Cli, bins: &bins::Bins, cluster: &Cluster, out: &Path) -> R
         ready,
         big_query,
         hops,
+        pgbench,
         targets: Vec::new(),
     })
 }
@@ -343,6 +372,7 @@ async fn load_case(
     let (w, g): (SocketAddr, SocketAddr) = (worker.addr, gateway.addr);
     match path {
         "sqlx" => load::run(concurrency, plan, || SqlxCaller::connect(url, sql)).await,
+        "sqlx-tx" => load::run(concurrency, plan, || SqlxTxCaller::connect(url, sql)).await,
         "grpc" => load::run(concurrency, plan, || GrpcCaller::connect(w, sql)).await,
         _ => load::run(concurrency, plan, || McpCaller::connect(g, sql)).await,
     }

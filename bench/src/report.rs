@@ -6,6 +6,7 @@ use std::fmt::Write as _;
 use serde::Serialize;
 
 use crate::load::Stats;
+use crate::pgbench::PgbenchCase;
 
 #[derive(Debug, Serialize)]
 pub struct Report {
@@ -16,6 +17,9 @@ pub struct Report {
     pub big_query: BigQuery,
     /// Round trips without SQL at concurrency 1, to split a call's latency.
     pub hops: Vec<Hop>,
+    /// PostgreSQL on its own, driven by pgbench (empty when pgbench is not
+    /// installed beside the server).
+    pub pgbench: Vec<PgbenchCase>,
     pub targets: Vec<Target>,
 }
 
@@ -43,8 +47,9 @@ pub struct Meta {
 pub struct LoadCase {
     /// `SELECT 1` or `1,000 rows`.
     pub case: String,
-    /// `sqlx` (PostgreSQL directly), `grpc` (worker directly) or `mcp`
-    /// (gateway and worker).
+    /// `sqlx` (PostgreSQL directly), `sqlx-tx` (PostgreSQL directly, inside
+    /// the statements the worker wraps a read in), `grpc` (worker directly)
+    /// or `mcp` (gateway and worker).
     pub path: String,
     pub concurrency: usize,
     #[serde(flatten)]
@@ -152,6 +157,36 @@ impl Report {
             grpc - grpc_hop - 2.0 * pg,
             mcp - grpc - http
         ))
+    }
+
+    /// What bounds `SELECT 1` at c=32 before any gateway or worker code:
+    /// PostgreSQL serving the worker's statements straight to sqlx (three
+    /// round trips), and the same statements pipelined into one round trip.
+    fn ceiling(&self) -> Option<String> {
+        let s1 = crate::clients::SELECT_1.case;
+        let tx = self.find(s1, "sqlx-tx", 32)?.calls_per_s;
+        let mut text = format!(
+            "`SELECT 1` at c=32 with no gateway or worker: PostgreSQL serves the worker's three \
+             round trips per call (`sqlx-tx`) at {tx:.0} calls/s"
+        );
+        let pipelined = self
+            .pgbench
+            .iter()
+            .find(|p| p.script == "pipelined" && p.concurrency == 32);
+        let select1 = self
+            .pgbench
+            .iter()
+            .find(|p| p.script == "select1" && p.concurrency == 32);
+        if let (Some(p), Some(one)) = (pipelined, select1) {
+            let _ = write!(
+                text,
+                "; the same statements pipelined into one round trip (pgbench) at {:.0} calls/s, \
+                 where pgbench's `SELECT 1` makes {:.0}",
+                p.calls_per_s, one.calls_per_s
+            );
+        }
+        text.push('.');
+        Some(text)
     }
 
     /// Checks the targets against this run's figures.
@@ -340,6 +375,24 @@ impl Report {
             if let Some(split) = self.split() {
                 let _ = writeln!(out, "\n{split}");
             }
+        }
+        if !self.pgbench.is_empty() {
+            let _ = writeln!(out);
+            let _ = writeln!(
+                out,
+                "| PostgreSQL alone (pgbench, prepared) | conc. | calls | calls/s | mean µs |"
+            );
+            let _ = writeln!(out, "|---|---:|---:|---:|---:|");
+            for p in &self.pgbench {
+                let _ = writeln!(
+                    out,
+                    "| {} | {} | {} | {:.0} | {:.0} |",
+                    p.what, p.concurrency, p.calls, p.calls_per_s, p.latency_avg_us
+                );
+            }
+        }
+        if let Some(ceiling) = self.ceiling() {
+            let _ = writeln!(out, "\n{ceiling}");
         }
         let _ = writeln!(out);
         let _ = writeln!(out, "| target | goal | this run | met |");

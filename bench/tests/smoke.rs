@@ -26,7 +26,7 @@ fn smoke_run_writes_every_section() -> Result<()> {
     ensure!(report["meta"]["smoke"] == true, "meta: {}", report["meta"]);
     let load = report["load"].as_array().context("no load section")?;
     for case in ["SELECT 1", "1,000 rows"] {
-        for path in ["sqlx", "grpc", "mcp"] {
+        for path in ["sqlx", "sqlx-tx", "grpc", "mcp"] {
             for concurrency in [1, 8, 32] {
                 let found = load.iter().find(|l| {
                     l["case"] == case && l["path"] == path && l["concurrency"] == concurrency
@@ -76,6 +76,20 @@ fn smoke_run_writes_every_section() -> Result<()> {
             .with_context(|| format!("no {hop} hop"))?;
         ensure!(h["calls"] == 3 && h["p50_us"].is_number(), "hop {hop}: {h}");
     }
+    // pgbench ships with the PostgreSQL server the harness needs.
+    let pgbench = report["pgbench"].as_array().context("no pgbench section")?;
+    for script in ["select1", "pipelined"] {
+        for concurrency in [1, 8, 32] {
+            let p = pgbench
+                .iter()
+                .find(|p| p["script"] == script && p["concurrency"] == concurrency)
+                .with_context(|| format!("no pgbench {script} / {concurrency}"))?;
+            ensure!(
+                p["calls"].as_u64() == Some(3 * concurrency) && p["calls_per_s"].is_number(),
+                "pgbench {script}: {p}"
+            );
+        }
+    }
     let targets = report["targets"].as_array().context("no targets")?;
     ensure!(targets.len() == 9, "targets: {}", report["targets"]);
     ensure!(
@@ -86,5 +100,9 @@ fn smoke_run_writes_every_section() -> Result<()> {
     let md = std::fs::read_to_string(out.path().join("report.md"))?;
     ensure!(md.contains("| target | goal | this run | met |"), "{md}");
     ensure!(md.contains("in the gateway."), "{md}");
+    ensure!(
+        md.contains("pipelined into one round trip (pgbench)"),
+        "{md}"
+    );
     Ok(())
 }

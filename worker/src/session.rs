@@ -47,8 +47,9 @@ const AFTER_ROLLBACK: &str = "ROLLBACK; SELECT pg_catalog.pg_advisory_unlock_all
      EXISTS (SELECT 1 FROM pg_catalog.pg_prepared_statements WHERE from_sql)";
 
 /// ROLLBACK and release session-level advisory locks, for
-/// [`Session::rollback_unawaited`].
-const ROLLBACK_AND_UNLOCK: &str = "ROLLBACK; SELECT pg_catalog.pg_advisory_unlock_all()";
+/// [`Session::rollback_unawaited`]. Public, as [`begin_sql`], for the
+/// benchmark's baseline of a call's statements without the worker.
+pub const ROLLBACK_AND_UNLOCK: &str = "ROLLBACK; SELECT pg_catalog.pg_advisory_unlock_all()";
 
 /// COMMIT, then reset what committed statements may have left on the
 /// session: cursors, role, settings, LISTEN, advisory locks, temporary
@@ -72,6 +73,27 @@ const COMMIT_AND_RESET: &str = "COMMIT; RESET statement_timeout; RESET lock_time
 /// transaction the BEGIN itself fails; see `in_failed_transaction`.)
 const FITNESS: &str = "EXISTS (SELECT 1 FROM pg_catalog.pg_prepared_statements WHERE from_sql), \
      pg_catalog.transaction_timestamp() = pg_catalog.statement_timestamp()";
+
+/// The message that opens a call's transaction (one round trip): `BEGIN`
+/// with the access mode, then one SELECT that sets the timeouts
+/// (transaction-local, as `SET LOCAL`), reads the backend's pid and checks
+/// that the connection is fit for the call (see `unfit`). The
+/// transaction's identity comes from pg_locks, which costs more than the
+/// rest together: only when `tracked`. Only numbers and fixed words are
+/// spliced in.
+pub fn begin_sql(access: Access, timeout_ms: u32, tracked: bool) -> String {
+    let mode = match access {
+        Access::ReadOnly => "READ ONLY",
+        Access::ReadWrite => "READ WRITE",
+    };
+    let vxid = if tracked { VXID } else { "NULL::text" };
+    format!(
+        "BEGIN {mode}; SELECT pg_catalog.pg_backend_pid(), {vxid}, \
+         pg_catalog.set_config('statement_timeout', '{timeout_ms}', true), \
+         pg_catalog.set_config('lock_timeout', '{timeout_ms}', true), \
+         {FITNESS}"
+    )
+}
 
 /// Why the connection that answered the BEGIN must not serve the call.
 fn unfit(row: &sqlx::postgres::PgRow) -> Option<&'static str> {
@@ -139,23 +161,7 @@ impl Session {
         timeout_ms: u32,
         tracked: bool,
     ) -> Result<Self, WorkerError> {
-        let mode = match access {
-            Access::ReadOnly => "READ ONLY",
-            Access::ReadWrite => "READ WRITE",
-        };
-        // Only numbers and fixed words are spliced here. Two statements:
-        // the timeouts are set (transaction-local, as SET LOCAL) by the
-        // same SELECT that reads the backend's pid and checks that the
-        // connection is fit for the call (see `unfit`).
-        // The transaction's identity comes from pg_locks, which costs more
-        // than the rest together: only when it is needed.
-        let vxid = if tracked { VXID } else { "NULL::text" };
-        let begin = format!(
-            "BEGIN {mode}; SELECT pg_catalog.pg_backend_pid(), {vxid}, \
-             pg_catalog.set_config('statement_timeout', '{timeout_ms}', true), \
-             pg_catalog.set_config('lock_timeout', '{timeout_ms}', true), \
-             {FITNESS}"
-        );
+        let begin = begin_sql(access, timeout_ms, tracked);
         // A pooled connection the server has closed (it restarted, or an
         // administrator ended the session) fails here, before anything of
         // the call ran: drop it and take another, up to the pool's size.
