@@ -95,36 +95,28 @@ impl Caller for SqlxCaller {
 /// path, so this path's latency includes one round trip the worker's
 /// answer does not wait for.
 pub struct SqlxTxCaller {
-    conn: PgConnection,
-    sql: Sql,
+    inner: SqlxCaller,
     begin: String,
 }
 
 impl SqlxTxCaller {
     pub async fn connect(url: &str, sql: Sql) -> Result<Self> {
-        let conn = PgConnection::connect(url)
-            .await
-            .context("connecting to PostgreSQL")?;
-        let begin = pgmcp_worker::session::begin_sql(
-            pgmcp_worker::session::Access::ReadOnly,
-            TIMEOUT_MS,
-            false,
-        );
-        Ok(SqlxTxCaller { conn, sql, begin })
+        use pgmcp_worker::session::{Access, begin_sql};
+        Ok(SqlxTxCaller {
+            inner: SqlxCaller::connect(url, sql).await?,
+            begin: begin_sql(Access::ReadOnly, TIMEOUT_MS, false),
+        })
     }
 }
 
 impl Caller for SqlxTxCaller {
     async fn call(&mut self) -> Result<()> {
         sqlx::raw_sql(AssertSqlSafe(self.begin.as_str()))
-            .fetch_one(&mut self.conn)
+            .fetch_one(&mut self.inner.conn)
             .await?;
-        let rows = sqlx::query(AssertSqlSafe(self.sql.sql))
-            .fetch_all(&mut self.conn)
-            .await?;
-        ensure!(rows.len() as u64 == self.sql.rows, "unexpected row count");
+        self.inner.call().await?;
         sqlx::raw_sql(pgmcp_worker::session::ROLLBACK_AND_UNLOCK)
-            .execute(&mut self.conn)
+            .execute(&mut self.inner.conn)
             .await?;
         Ok(())
     }

@@ -169,14 +169,12 @@ async fn bench(cli: &Cli, bins: &bins::Bins, cluster: &Cluster, out: &Path) -> R
     }
 
     eprintln!("pgmcp-bench: starting a worker and a gateway");
-    let worker = Proc::worker(&bins.worker(), &url, &worker_log).await?;
-    let gateway = Proc::gateway(
-        &bins.gateway(),
-        worker.addr,
-        cli.gateway_threads,
-        &gateway_log,
-    )
-    .await?;
+    let (worker_bin, gateway_bin) = (bins.worker(), bins.gateway());
+    let start_worker = || Proc::worker(&worker_bin, &url, &worker_log);
+    let worker = start_worker().await?;
+    let start_gateway =
+        || Proc::gateway(&gateway_bin, worker.addr, cli.gateway_threads, &gateway_log);
+    let gateway = start_gateway().await?;
     tokio::time::sleep(if cli.smoke {
         Duration::from_millis(200)
     } else {
@@ -196,16 +194,10 @@ async fn bench(cli: &Cli, bins: &bins::Bins, cluster: &Cluster, out: &Path) -> R
         gateway_ms: vec![gateway.ready_after.as_secs_f64() * 1e3],
     };
     for _ in 1..samples {
-        let w = Proc::worker(&bins.worker(), &url, &worker_log).await?;
+        let w = start_worker().await?;
         ready.worker_ms.push(w.ready_after.as_secs_f64() * 1e3);
         w.stop().await?;
-        let g = Proc::gateway(
-            &bins.gateway(),
-            worker.addr,
-            cli.gateway_threads,
-            &gateway_log,
-        )
-        .await?;
+        let g = start_gateway().await?;
         ready.gateway_ms.push(g.ready_after.as_secs_f64() * 1e3);
         g.stop().await?;
     }
@@ -266,24 +258,18 @@ async fn bench(cli: &Cli, bins: &bins::Bins, cluster: &Cluster, out: &Path) -> R
             stats: load::run(1, plan, || GrpcHealthCaller::connect(worker.addr)).await?,
         },
     ];
-    let pgbench = match pgmcp::cluster::find_bindir()
+    let pgbench_bin = pgmcp::cluster::find_bindir()
         .ok()
-        .and_then(|dir| pgbench::find(&dir))
-    {
-        _ if cli.no_pgbench => Vec::new(),
-        None => {
+        .and_then(|dir| pgbench::find(&dir));
+    let pgbench = match pgbench_bin {
+        Some(bin) if !cli.no_pgbench => {
+            pgbench::run(&bin, &url, out, &CONCURRENCY, plan, clients::TIMEOUT_MS).await?
+        }
+        None if !cli.no_pgbench => {
             eprintln!("pgmcp-bench: no pgbench beside the PostgreSQL server binaries; skipping it");
             Vec::new()
         }
-        Some(bin) => {
-            let length = match plan {
-                Plan::Calls(n) => pgbench::Length::Calls(n),
-                Plan::Timed { measure, .. } => {
-                    pgbench::Length::Seconds(measure.as_secs_f64().ceil() as u64)
-                }
-            };
-            pgbench::run(&bin, &url, out, &CONCURRENCY, length, clients::TIMEOUT_MS).await?
-        }
+        _ => Vec::new(),
     };
     let peaks = sampler.finish().await;
     let after = (gateway.memory()?, worker.memory()?);

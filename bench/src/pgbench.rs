@@ -12,6 +12,8 @@ use std::process::Stdio;
 use anyhow::{Context, Result, bail};
 use serde::Serialize;
 
+use crate::load::Plan;
+
 /// One pgbench script at one concurrency.
 #[derive(Debug, Clone, Serialize)]
 pub struct PgbenchCase {
@@ -65,21 +67,16 @@ pub fn find(bindir: &Path) -> Option<PathBuf> {
         .find(|path| path.is_file())
 }
 
-/// How long each case runs.
-#[derive(Debug, Clone, Copy)]
-pub enum Length {
-    Seconds(u64),
-    Calls(usize),
-}
-
 /// Runs every script at every concurrency against `url`, writing the
-/// scripts to `dir`.
+/// scripts to `dir`. A timed plan runs each case for its measured time
+/// (whole seconds; pgbench has no warm-up), a fixed one makes that many
+/// transactions per client.
 pub async fn run(
     pgbench: &Path,
     url: &str,
     dir: &Path,
     concurrency: &[usize],
-    length: Length,
+    plan: Plan,
     timeout_ms: u32,
 ) -> Result<Vec<PgbenchCase>> {
     let mut cases = Vec::new();
@@ -93,9 +90,11 @@ pub async fn run(
             cmd.args(["--no-vacuum", "--protocol=prepared"])
                 .arg(format!("--client={c}"))
                 .arg(format!("--jobs={threads}"));
-            match length {
-                Length::Seconds(s) => cmd.arg(format!("--time={}", s.max(1))),
-                Length::Calls(n) => cmd.arg(format!("--transactions={n}")),
+            match plan {
+                Plan::Timed { measure, .. } => {
+                    cmd.arg(format!("--time={}", measure.as_secs_f64().ceil().max(1.0)))
+                }
+                Plan::Calls(n) => cmd.arg(format!("--transactions={n}")),
             };
             cmd.arg("--file")
                 .arg(&file)

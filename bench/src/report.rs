@@ -169,15 +169,12 @@ impl Report {
             "`SELECT 1` at c=32 with no gateway or worker: PostgreSQL serves the worker's three \
              round trips per call (`sqlx-tx`) at {tx:.0} calls/s"
         );
-        let pipelined = self
-            .pgbench
-            .iter()
-            .find(|p| p.script == "pipelined" && p.concurrency == 32);
-        let select1 = self
-            .pgbench
-            .iter()
-            .find(|p| p.script == "select1" && p.concurrency == 32);
-        if let (Some(p), Some(one)) = (pipelined, select1) {
+        let pgbench = |script: &str| {
+            self.pgbench
+                .iter()
+                .find(|p| p.script == script && p.concurrency == 32)
+        };
+        if let (Some(p), Some(one)) = (pgbench("pipelined"), pgbench("select1")) {
             let _ = write!(
                 text,
                 "; the same statements pipelined into one round trip (pgbench) at {:.0} calls/s, \

@@ -280,6 +280,17 @@ async fn grpc_message_size_is_limited_in_both_directions() -> Result<()> {
     Ok(())
 }
 
+/// A call refused for a size limit: `invalid_request`, saying what was
+/// given against the limit, naming the flag, and who changes it.
+fn over_limit(res: &rmcp::model::CallToolResult, said: &str, flag: &str) {
+    mcp::assert_tool_error(res, "invalid_request", &format!("{said} ({flag})"));
+    let text = text(res);
+    assert!(
+        text.contains(&format!("an operator raises {flag}")),
+        "{text}"
+    );
+}
+
 /// How many statements one `transaction` carries, queries one `batch_query`
 /// and rows one `bulk_insert`: over the limit, the gateway refuses the call
 /// before any worker sees it, naming the limit, its value and the flag an
@@ -310,31 +321,20 @@ async fn transaction_batch_and_bulk_sizes_are_limited_by_named_flags() -> Result
         json!({"statements": [insert(1), insert(2), insert(3)]}),
     )
     .await?;
-    mcp::assert_tool_error(
+    over_limit(
         &res,
-        "invalid_request",
-        "3 statements given, over this gateway's limit of 2 statements per transaction \
-         (--max-transaction-statements)",
-    );
-    assert!(
-        text(&res).contains("an operator raises --max-transaction-statements"),
-        "{}",
-        text(&res)
+        "3 statements given, over this gateway's limit of 2 statements per transaction",
+        "--max-transaction-statements",
     );
 
     let queries: Vec<_> = (1..=4)
         .map(|i| json!({"sql": format!("SELECT {i}")}))
         .collect();
     let res = call("batch_query", json!({"queries": queries})).await?;
-    mcp::assert_tool_error(
+    over_limit(
         &res,
-        "invalid_request",
-        "4 queries given, over this gateway's limit of 3 queries per batch (--max-batch-queries)",
-    );
-    assert!(
-        text(&res).contains("an operator raises --max-batch-queries"),
-        "{}",
-        text(&res)
+        "4 queries given, over this gateway's limit of 3 queries per batch",
+        "--max-batch-queries",
     );
 
     let rows: Vec<_> = (1..=5).map(|i| json!([i])).collect();
@@ -343,15 +343,10 @@ async fn transaction_batch_and_bulk_sizes_are_limited_by_named_flags() -> Result
         json!({"table": "t", "columns": ["id"], "rows": rows}),
     )
     .await?;
-    mcp::assert_tool_error(
+    over_limit(
         &res,
-        "invalid_request",
-        "5 rows given, over this gateway's limit of 4 rows per bulk_insert call (--max-bulk-rows)",
-    );
-    assert!(
-        text(&res).contains("an operator raises --max-bulk-rows"),
-        "{}",
-        text(&res)
+        "5 rows given, over this gateway's limit of 4 rows per bulk_insert call",
+        "--max-bulk-rows",
     );
 
     // Nothing ran, not even the transaction's first statements.
