@@ -79,6 +79,12 @@ struct Cli {
     /// Skip the pgbench cases (PostgreSQL on its own).
     #[arg(long)]
     no_pgbench: bool,
+
+    /// Reach PostgreSQL over TCP on 127.0.0.1 (every path: sqlx, the
+    /// worker, pgbench) instead of its Unix-domain socket, pgbench's and
+    /// libpq's default for a server on the same machine.
+    #[arg(long)]
+    pg_tcp: bool,
 }
 
 /// Paths of the load cases, in the order they run: PostgreSQL directly,
@@ -158,10 +164,7 @@ async fn run(cli: Cli) -> Result<()> {
 async fn bench(cli: &Cli, bins: &bins::Bins, cluster: &Cluster, out: &Path) -> Result<Report> {
     let admin_url = format!("{}?sslmode=disable", cluster.url("postgres"));
     let postgres = load_data(&admin_url, cluster, cli.rows).await?;
-    let url = format!(
-        "postgres://{ROLE}@127.0.0.1:{}/{DATABASE}?sslmode=disable",
-        cluster.port()
-    );
+    let url = pg_url(cluster, cli.pg_tcp)?;
     let worker_log = out.join("worker.log");
     let gateway_log = out.join("gateway.log");
     for log in [&worker_log, &gateway_log] {
@@ -313,6 +316,32 @@ async fn bench(cli: &Cli, bins: &bins::Bins, cluster: &Cluster, out: &Path) -> R
 
 /// Creates the database, its read-only role and the table; PostgreSQL's
 /// version.
+/// The URL every path reaches PostgreSQL by, as [`ROLE`]: over the
+/// cluster's Unix-domain socket, or over TCP with `tcp`.
+fn pg_url(cluster: &Cluster, tcp: bool) -> Result<String> {
+    let port = cluster.port();
+    if tcp {
+        return Ok(format!(
+            "postgres://{ROLE}@127.0.0.1:{port}/{DATABASE}?sslmode=disable"
+        ));
+    }
+    let dir = cluster
+        .dir()
+        .context("the cluster has no directory for its socket")?
+        .display()
+        .to_string();
+    // Spliced into a URL's query as is: a temporary directory's name.
+    if !dir
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || "/._-".contains(c))
+    {
+        anyhow::bail!("the cluster's socket directory {dir} needs quoting in a URL; use --pg-tcp");
+    }
+    Ok(format!(
+        "postgres://{ROLE}@localhost:{port}/{DATABASE}?sslmode=disable&host={dir}"
+    ))
+}
+
 async fn load_data(admin_url: &str, cluster: &Cluster, rows: u64) -> Result<String> {
     let mut admin = PgConnection::connect(admin_url)
         .await
@@ -441,5 +470,11 @@ fn machine(cli: &Cli, bins: &bins::Bins, postgres: String, measure: String) -> M
             0 => "one per CPU".into(),
             n => n.to_string(),
         },
+        pg_transport: if cli.pg_tcp {
+            "TCP on 127.0.0.1"
+        } else {
+            "its Unix-domain socket"
+        }
+        .into(),
     }
 }

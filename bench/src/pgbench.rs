@@ -1,10 +1,11 @@
 //! PostgreSQL on its own, driven by pgbench (the server's own C client):
 //! `SELECT 1` as one prepared round trip (to compare pgbench with the sqlx
-//! path, i.e. the load client's own cost), and the statements the worker
-//! sends for a read pipelined into one round trip. The second is what a
-//! driver that pipelines the extended protocol could make of a call; sqlx
-//! does not pipeline, so the worker makes three round trips (see the
-//! `sqlx-tx` path and docs/performance.md).
+//! path, i.e. the load client's own cost); the worker's messages for a read
+//! as it sends them, three round trips (PostgreSQL's cost of the worker's
+//! protocol, without sqlx as the client); and the same statements pipelined
+//! into one round trip: what a driver that pipelines the extended protocol
+//! could make of a call. sqlx does not pipeline (see the `sqlx-tx` path and
+//! docs/performance.md).
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -17,7 +18,7 @@ use crate::load::Plan;
 /// One pgbench script at one concurrency.
 #[derive(Debug, Clone, Serialize)]
 pub struct PgbenchCase {
-    /// `select1` or `pipelined`.
+    /// `select1`, `messages` or `pipelined`.
     pub script: String,
     pub what: String,
     pub concurrency: usize,
@@ -28,31 +29,57 @@ pub struct PgbenchCase {
     pub latency_avg_us: f64,
 }
 
-/// The scripts, by name, with what each stands for. The pipelined one is
-/// built from the worker's own BEGIN and ROLLBACK messages, one statement
-/// per line.
-fn scripts(timeout_ms: u32) -> [(&'static str, &'static str, String); 2] {
+/// One pgbench script: its name, what it stands for, pgbench's
+/// `--protocol`, and its text.
+struct Script {
+    name: &'static str,
+    what: &'static str,
+    protocol: &'static str,
+    text: String,
+}
+
+/// The scripts. The last two are built from the worker's own BEGIN and
+/// ROLLBACK messages: as the worker sends them (pgbench sends statements
+/// joined by `\;` as one message, in its simple protocol only), and one
+/// statement per line, prepared and pipelined.
+fn scripts(timeout_ms: u32) -> [Script; 3] {
     use pgmcp_worker::session::{Access, ROLLBACK_AND_UNLOCK, begin_sql};
+    let begin = begin_sql(Access::ReadOnly, timeout_ms, false);
+    let one_message = |message: &str| format!("{};\n", message.replace("; ", "\\; "));
     let one_per_line = |message: &str| {
         message
             .split("; ")
             .map(|statement| format!("{statement};\n"))
             .collect::<String>()
     };
-    let begin = one_per_line(&begin_sql(Access::ReadOnly, timeout_ms, false));
-    let end = one_per_line(ROLLBACK_AND_UNLOCK);
     [
-        (
-            "select1",
-            "`SELECT 1`, prepared: one round trip (as the sqlx path)",
-            "SELECT 1;\n".to_string(),
-        ),
-        (
-            "pipelined",
-            "the worker's statements for a read (its BEGIN message, `SELECT 1`, its ROLLBACK \
-             message), one statement each, prepared and pipelined: one round trip",
-            format!("\\startpipeline\n{begin}SELECT 1;\n{end}\\endpipeline\n"),
-        ),
+        Script {
+            name: "select1",
+            what: "`SELECT 1`, prepared: one round trip (as the sqlx path)",
+            protocol: "prepared",
+            text: "SELECT 1;\n".to_string(),
+        },
+        Script {
+            name: "messages",
+            what: "the worker's messages for a read as it sends them (its BEGIN message, `SELECT 1`, \
+                   its ROLLBACK message), simple protocol: three round trips (as the `sqlx-tx` path)",
+            protocol: "simple",
+            text: format!(
+                "{}SELECT 1;\n{}",
+                one_message(&begin),
+                one_message(ROLLBACK_AND_UNLOCK)
+            ),
+        },
+        Script {
+            name: "pipelined",
+            what: "the same statements, one statement each, prepared and pipelined: one round trip",
+            protocol: "prepared",
+            text: format!(
+                "\\startpipeline\n{}SELECT 1;\n{}\\endpipeline\n",
+                one_per_line(&begin),
+                one_per_line(ROLLBACK_AND_UNLOCK)
+            ),
+        },
     ]
 }
 
@@ -80,14 +107,21 @@ pub async fn run(
     timeout_ms: u32,
 ) -> Result<Vec<PgbenchCase>> {
     let mut cases = Vec::new();
-    for (name, what, text) in scripts(timeout_ms) {
+    for Script {
+        name,
+        what,
+        protocol,
+        text,
+    } in scripts(timeout_ms)
+    {
         let file = dir.join(format!("pgbench-{name}.sql"));
         std::fs::write(&file, text).with_context(|| format!("writing {}", file.display()))?;
         for &c in concurrency {
             eprintln!("pgmcp-bench: pgbench {name}, concurrency {c}");
             let threads = c.clamp(1, 2);
             let mut cmd = tokio::process::Command::new(pgbench);
-            cmd.args(["--no-vacuum", "--protocol=prepared"])
+            cmd.arg("--no-vacuum")
+                .arg(format!("--protocol={protocol}"))
                 .arg(format!("--client={c}"))
                 .arg(format!("--jobs={threads}"));
             match plan {
@@ -163,8 +197,26 @@ mod tests {
     }
 
     #[test]
+    fn the_messages_are_the_workers_three_messages() {
+        let [_, messages, _] = super::scripts(1234);
+        assert_eq!(messages.protocol, "simple");
+        let lines: Vec<&str> = messages.text.lines().collect();
+        assert_eq!(lines.len(), 3, "{}", messages.text);
+        assert!(lines[0].starts_with("BEGIN READ ONLY\\; SELECT "));
+        assert!(lines[0].contains("'statement_timeout', '1234'"));
+        assert_eq!(lines[0].matches("\\; ").count(), 1, "{}", lines[0]);
+        assert_eq!(lines[1], "SELECT 1;");
+        assert_eq!(
+            lines[2],
+            "ROLLBACK\\; SELECT pg_catalog.pg_advisory_unlock_all();"
+        );
+    }
+
+    #[test]
     fn the_pipeline_holds_the_workers_statements_one_per_line() {
-        let [_, (_, _, script)] = super::scripts(1234);
+        let [_, _, pipelined] = super::scripts(1234);
+        assert_eq!(pipelined.protocol, "prepared");
+        let script = pipelined.text;
         let lines: Vec<&str> = script.lines().collect();
         assert_eq!(lines.first(), Some(&"\\startpipeline"));
         assert_eq!(lines.get(1), Some(&"BEGIN READ ONLY;"));

@@ -41,6 +41,8 @@ pub struct Meta {
     pub measure: String,
     /// The gateway's `--threads`.
     pub gateway_threads: String,
+    /// How every path reaches PostgreSQL: its Unix-domain socket, or TCP.
+    pub pg_transport: String,
 }
 
 #[derive(Debug, Serialize)]
@@ -160,26 +162,29 @@ impl Report {
     }
 
     /// What bounds `SELECT 1` at c=32 before any gateway or worker code:
-    /// PostgreSQL serving the worker's statements straight to sqlx (three
-    /// round trips), and the same statements pipelined into one round trip.
+    /// PostgreSQL serving the worker's three round trips per call, to sqlx
+    /// and to pgbench, and the same statements pipelined into one.
     fn ceiling(&self) -> Option<String> {
         let s1 = crate::clients::SELECT_1.case;
         let tx = self.find(s1, "sqlx-tx", 32)?.calls_per_s;
-        let mut text = format!(
-            "`SELECT 1` at c=32 with no gateway or worker: PostgreSQL serves the worker's three \
-             round trips per call (`sqlx-tx`) at {tx:.0} calls/s"
-        );
         let pgbench = |script: &str| {
             self.pgbench
                 .iter()
                 .find(|p| p.script == script && p.concurrency == 32)
+                .map(|p| p.calls_per_s)
         };
+        let mut text = format!(
+            "`SELECT 1` at c=32 with no gateway or worker: PostgreSQL serves the worker's three \
+             round trips per call at {tx:.0} calls/s to sqlx (`sqlx-tx`)"
+        );
+        if let Some(messages) = pgbench("messages") {
+            let _ = write!(text, " and at {messages:.0} to pgbench");
+        }
         if let (Some(p), Some(one)) = (pgbench("pipelined"), pgbench("select1")) {
             let _ = write!(
                 text,
-                "; the same statements pipelined into one round trip (pgbench) at {:.0} calls/s, \
-                 where pgbench's `SELECT 1` makes {:.0}",
-                p.calls_per_s, one.calls_per_s
+                "; the same statements pipelined into one round trip (pgbench) at {p:.0} calls/s, \
+                 where pgbench's `SELECT 1` makes {one:.0}"
             );
         }
         text.push('.');
@@ -267,12 +272,13 @@ impl Report {
         // `write!` into a String cannot fail.
         let _ = writeln!(
             out,
-            "Run: {} CPUs ({}), {} MiB, Linux {}, PostgreSQL {}, `{}` binaries{}; gateway threads: {}; each case {}.\n",
+            "Run: {} CPUs ({}), {} MiB, Linux {}, PostgreSQL {}, reached over {}, `{}` binaries{}; gateway threads: {}; each case {}.\n",
             m.cpus,
             m.cpu_model,
             m.memory_mib,
             m.kernel,
             m.postgres,
+            m.pg_transport,
             m.profile,
             if m.smoke {
                 " — SMOKE RUN, figures not meaningful"
@@ -377,7 +383,7 @@ impl Report {
             let _ = writeln!(out);
             let _ = writeln!(
                 out,
-                "| PostgreSQL alone (pgbench, prepared) | conc. | calls | calls/s | mean µs |"
+                "| PostgreSQL alone (pgbench) | conc. | calls | calls/s | mean µs |"
             );
             let _ = writeln!(out, "|---|---:|---:|---:|---:|");
             for p in &self.pgbench {

@@ -78,7 +78,7 @@ fn smoke_run_writes_every_section() -> Result<()> {
     }
     // pgbench ships with the PostgreSQL server the harness needs.
     let pgbench = report["pgbench"].as_array().context("no pgbench section")?;
-    for script in ["select1", "pipelined"] {
+    for script in ["select1", "messages", "pipelined"] {
         for concurrency in [1, 8, 32] {
             let p = pgbench
                 .iter()
@@ -101,7 +101,12 @@ fn smoke_run_writes_every_section() -> Result<()> {
     ensure!(md.contains("| target | goal | this run | met |"), "{md}");
     ensure!(md.contains("in the gateway."), "{md}");
     ensure!(
-        md.contains("pipelined into one round trip (pgbench)"),
+        md.contains("to sqlx (`sqlx-tx`) and at")
+            && md.contains("pipelined into one round trip (pgbench)"),
+        "{md}"
+    );
+    ensure!(
+        md.contains(", reached over its Unix-domain socket,"),
         "{md}"
     );
     Ok(())
