@@ -8,6 +8,7 @@
 //! authentication ([`crate::auth::layer`]), the per-principal rate limit,
 //! then rmcp's own Host and Origin checks (DNS-rebinding protection).
 
+use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -48,11 +49,17 @@ pub async fn router(config: &Config, mcp: PgMcp, shutdown: CancellationToken) ->
         None => rmcp_config.disable_allowed_origins(),
     };
     let factory = mcp.clone();
-    let service = StreamableHttpService::new(
+    let service = Arc::new(StreamableHttpService::new(
         move || Ok(factory.clone()),
         Arc::new(NeverSessionManager::default()),
         rmcp_config,
-    );
+    ));
+    // Shared, not cloned per request: the service's own `call` clones its
+    // configuration (host and origin lists, cancellation token) every time.
+    let service = tower::service_fn(move |req: Request| {
+        let service = service.clone();
+        async move { Ok::<_, Infallible>(service.handle(req).await) }
+    });
 
     let jwt = match &config.auth.jwt {
         None => None,
