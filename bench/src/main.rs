@@ -314,8 +314,6 @@ async fn bench(cli: &Cli, bins: &bins::Bins, cluster: &Cluster, out: &Path) -> R
     })
 }
 
-/// Creates the database, its read-only role and the table; PostgreSQL's
-/// version.
 /// The URL every path reaches PostgreSQL by, as [`ROLE`]: over the
 /// cluster's Unix-domain socket, or over TCP with `tcp`.
 fn pg_url(cluster: &Cluster, tcp: bool) -> Result<String> {
@@ -342,6 +340,8 @@ fn pg_url(cluster: &Cluster, tcp: bool) -> Result<String> {
     ))
 }
 
+/// Creates the database, its read-only role and the table; PostgreSQL's
+/// version.
 async fn load_data(admin_url: &str, cluster: &Cluster, rows: u64) -> Result<String> {
     let mut admin = PgConnection::connect(admin_url)
         .await
