@@ -164,25 +164,43 @@ impl From<tonic::Status> for GatewayError {
     }
 }
 
-/// True for a call that never left the gateway: hyper fails a request it
-/// had not yet sent when the connection closes or refuses new streams
-/// ("operation was canceled"), and tonic raises that here as CANCELLED with
-/// hyper's error in its source chain. Other CANCELLEDs are deadlines: the
-/// worker's arrives over the wire (no source), the channel's own carries
-/// tonic's `TimeoutExpired`. Nothing of such a call reached the worker, so
-/// it may be sent again — a write too.
+/// True for a call the worker never processed, so it may be sent again — a
+/// write too. Two cases, both seen when the worker closes an aged
+/// connection (GOAWAY) or goes away:
+/// - hyper failed a request it had not yet sent when the connection closed
+///   or refused new streams ("operation was canceled"); tonic raises that
+///   as CANCELLED with hyper's error in its source chain. Other CANCELLEDs
+///   are deadlines: the worker's arrives over the wire (no source), the
+///   channel's own carries tonic's `TimeoutExpired`.
+/// - the request was sent, but on a stream the worker's GOAWAY declared
+///   unprocessed (above its last stream id), or on a connection that had
+///   already received that GOAWAY: h2 fails it with the GOAWAY's own error,
+///   NO_ERROR from the remote, which tonic raises as INTERNAL. HTTP/2
+///   guarantees such a stream was not processed (RFC 9113, section 6.8);
+///   a GOAWAY with an error code ends processed streams too, and does not
+///   count.
 pub fn never_sent(status: &tonic::Status) -> bool {
-    if !status.details().is_empty() || status.code() != tonic::Code::Cancelled {
+    if !status.details().is_empty() {
         return false;
     }
     let mut next = std::error::Error::source(status);
     while let Some(e) = next {
-        if let Some(h) = e.downcast_ref::<hyper::Error>() {
-            return h.is_canceled();
+        if let Some(h) = e.downcast_ref::<hyper::Error>()
+            && h.is_canceled()
+        {
+            return status.code() == tonic::Code::Cancelled;
+        }
+        if let Some(h2) = e.downcast_ref::<h2::Error>() {
+            return unprocessed_by_goaway(h2);
         }
         next = e.source();
     }
     false
+}
+
+/// A stream the peer's graceful GOAWAY left unprocessed.
+fn unprocessed_by_goaway(e: &h2::Error) -> bool {
+    e.is_go_away() && e.is_remote() && e.reason() == Some(h2::Reason::NO_ERROR)
 }
 
 /// What to do about a constraint violation, by SQLSTATE.
