@@ -112,7 +112,7 @@ impl From<tonic::Status> for Failure {
 }
 
 /// How often one call is sent again after it could not be sent at all.
-const MAX_RESENDS: u32 = 2;
+pub(crate) const MAX_RESENDS: u32 = 2;
 
 /// True for an error raised by the transport rather than by PostgreSQL: the
 /// worker could not be reached, or went away.
@@ -198,7 +198,8 @@ impl Fleet {
     }
 
     /// Sends a unary call to every known worker at once; each worker's
-    /// answer, by worker URL.
+    /// answer, by worker URL. A call a worker never processed (its
+    /// connection closed under it) is sent to it again, as routed calls are.
     pub async fn broadcast<Req, Resp, F, Fut>(
         &self,
         req: Req,
@@ -211,21 +212,30 @@ impl Fleet {
         Fut: Future<Output = Result<tonic::Response<Resp>, tonic::Status>>,
     {
         let members = self.members();
-        let calls = members.iter().map(|w| {
-            let mut request = tonic::Request::new(req.clone());
-            request.set_timeout(deadline);
-            let answer = call(w.client.clone(), request);
-            async move {
-                let res = match tokio::time::timeout(deadline, answer).await {
-                    Ok(Ok(r)) => Ok(r.into_inner()),
-                    Ok(Err(s)) => Err(GatewayError::from(s)),
-                    Err(_) => Err(GatewayError::new(
-                        ErrorKind::Unavailable,
-                        format!("no answer within {} ms", deadline.as_millis()),
-                    )),
-                };
-                (w.url.clone(), res)
-            }
+        let until = tokio::time::Instant::now() + deadline;
+        let (req, call) = (&req, &call);
+        let calls = members.iter().map(|w| async move {
+            let mut resent = 0;
+            let res = loop {
+                let left = until.saturating_duration_since(tokio::time::Instant::now());
+                let mut request = tonic::Request::new(req.clone());
+                request.set_timeout(left);
+                match tokio::time::timeout(left, call(w.client.clone(), request)).await {
+                    Ok(Ok(r)) => break Ok(r.into_inner()),
+                    // Never processed (the connection closed under it): again.
+                    Ok(Err(s)) if resent < MAX_RESENDS && crate::errors::never_sent(&s) => {
+                        resent += 1;
+                    }
+                    Ok(Err(s)) => break Err(GatewayError::from(s)),
+                    Err(_) => {
+                        break Err(GatewayError::new(
+                            ErrorKind::Unavailable,
+                            format!("no answer within {} ms", deadline.as_millis()),
+                        ));
+                    }
+                }
+            };
+            (w.url.clone(), res)
         });
         futures::future::join_all(calls).await
     }
