@@ -293,8 +293,8 @@ mod tests {
 
     /// A call that never left the gateway is recognised by hyper's own
     /// error, which only a real connection produces: the fleet tests cover it
-    /// (a worker SIGKILLed, a worker closing aged connections). Here: what
-    /// must not pass for it.
+    /// (a worker SIGKILLed, a worker closing aged connections), and the
+    /// GOAWAY tests below. Here: what must not pass for it.
     #[test]
     fn deadlines_are_not_calls_that_were_never_sent() {
         // The worker's own deadline, as it arrives over the wire.
@@ -308,5 +308,80 @@ mod tests {
         assert!(std::error::Error::source(&local).is_some());
         assert!(!never_sent(&local));
         assert_eq!(GatewayError::from(local).kind(), ErrorKind::Timeout);
+    }
+
+    /// A peer that speaks just enough HTTP/2 to refuse a call: it reads the
+    /// client's preface and frames until the call's HEADERS, answers with
+    /// its SETTINGS and a GOAWAY (NO_ERROR, last stream id `last`), then
+    /// closes the connection. Returns its address.
+    async fn goaway_peer(last: u32) -> anyhow::Result<std::net::SocketAddr> {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        tokio::spawn(async move {
+            let Ok((mut sock, _)) = listener.accept().await else {
+                return;
+            };
+            let mut preface = [0u8; 24];
+            if sock.read_exact(&mut preface).await.is_err() {
+                return;
+            }
+            // Frames: 3 bytes length, type, flags, 4 bytes stream id.
+            loop {
+                let mut head = [0u8; 9];
+                if sock.read_exact(&mut head).await.is_err() {
+                    return;
+                }
+                let len = u32::from_be_bytes([0, head[0], head[1], head[2]]) as usize;
+                let mut payload = vec![0u8; len];
+                if sock.read_exact(&mut payload).await.is_err() {
+                    return;
+                }
+                if head[3] == 0x1 {
+                    break;
+                }
+            }
+            let mut frames = vec![0, 0, 0, 0x4, 0, 0, 0, 0, 0]; // SETTINGS
+            frames.extend([0, 0, 8, 0x7, 0, 0, 0, 0, 0]); // GOAWAY
+            frames.extend(last.to_be_bytes());
+            frames.extend(0u32.to_be_bytes()); // NO_ERROR
+            let _ = sock.write_all(&frames).await;
+            let _ = sock.flush().await;
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        });
+        Ok(addr)
+    }
+
+    async fn info_from(addr: std::net::SocketAddr) -> anyhow::Result<tonic::Status> {
+        let channel =
+            tonic::transport::Endpoint::from_shared(format!("http://{addr}"))?.connect_lazy();
+        let mut client = pgmcp_proto::v1::worker_client::WorkerClient::new(channel);
+        let mut request = tonic::Request::new(pgmcp_proto::v1::InfoRequest {});
+        request.set_timeout(std::time::Duration::from_secs(5));
+        match client.info(request).await {
+            Ok(_) => anyhow::bail!("the peer answered Info"),
+            Err(status) => Ok(status),
+        }
+    }
+
+    /// A call on a stream the peer's GOAWAY declared unprocessed (above its
+    /// last stream id) was not processed, whatever tonic's code for it.
+    #[tokio::test]
+    async fn a_stream_refused_by_goaway_was_never_sent() -> anyhow::Result<()> {
+        let status = info_from(goaway_peer(0).await?).await?;
+        assert!(never_sent(&status), "{status:?}");
+        let err = GatewayError::from(status);
+        assert_eq!(err.kind(), ErrorKind::Unavailable);
+        assert!(err.0.retry_safe);
+        Ok(())
+    }
+
+    /// A stream the GOAWAY counted as processed, on a connection that then
+    /// closed without an answer, may have run: it is not sent again.
+    #[tokio::test]
+    async fn a_stream_within_the_goaway_may_have_run() -> anyhow::Result<()> {
+        let status = info_from(goaway_peer(1).await?).await?;
+        assert!(!never_sent(&status), "{status:?}");
+        Ok(())
     }
 }
