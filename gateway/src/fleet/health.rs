@@ -7,15 +7,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use pgmcp_proto::error::ErrorKind;
-use pgmcp_proto::v1::{InfoRequest, InfoResponse};
-use tokio::time::error::Elapsed;
+use pgmcp_proto::v1::InfoRequest;
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
 
 use super::Inner;
 use super::members::Member;
-use crate::errors::{GatewayError, never_sent};
+use super::resending;
+use crate::errors::GatewayError;
 
 /// The worker's gRPC service, as registered with its health service.
 const SERVICE: &str = "pgmcp.v1.Worker";
@@ -27,26 +27,24 @@ const INFO_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Watches `member` until it leaves the fleet.
 pub(super) async fn watch(member: Arc<Member>, fleet: Arc<Inner>) {
-    let mut health = HealthClient::new(member.channel.clone());
+    let health = HealthClient::new(member.channel.clone());
     let mut backoff = MIN_BACKOFF;
-    let mut resent = 0;
     loop {
-        let request = HealthCheckRequest {
-            service: SERVICE.to_string(),
-        };
+        // A watch the worker never saw (its connection closed under it) is
+        // no sign of ill health: it is sent again at once.
+        let started = resending(|| {
+            let mut health = health.clone();
+            let request = HealthCheckRequest {
+                service: SERVICE.to_string(),
+            };
+            async move { health.watch(request).await }
+        });
         let started = tokio::select! {
             _ = member.stop.cancelled() => return,
-            r = health.watch(request) => r,
+            r = started => r,
         };
         let why = match started {
-            // The worker never saw it (its connection closed under it):
-            // not a sign of ill health; ask again at once.
-            Err(status) if resent < super::MAX_RESENDS && never_sent(&status) => {
-                resent += 1;
-                continue;
-            }
             Ok(response) => {
-                resent = 0;
                 let mut stream = response.into_inner();
                 loop {
                     let next = tokio::select! {
@@ -92,34 +90,15 @@ pub(super) async fn watch(member: Arc<Member>, fleet: Arc<Inner>) {
 /// Asks the worker which databases it serves. A worker that answers but
 /// refuses (e.g. this gateway's credentials) keeps the refusal, so calls
 /// can report it instead of "unreachable". A call the worker never
-/// processed (its connection closed under it) is sent again, as calls are
-/// (see [`super::MAX_RESENDS`]).
+/// processed (its connection closed under it) is sent again.
 async fn refresh_info(member: &Member) -> Result<(), String> {
-    let mut resent = 0;
-    loop {
-        let answer = info(member).await;
-        match &answer {
-            Ok(Err(status)) if resent < super::MAX_RESENDS && never_sent(status) => resent += 1,
-            _ => return record_info(member, answer),
-        }
-    }
-}
-
-/// What one `Info` call came to: an answer, a status, or no answer within
-/// [`INFO_TIMEOUT`].
-type InfoAnswer = Result<Result<tonic::Response<InfoResponse>, tonic::Status>, Elapsed>;
-
-/// One `Info` call, within [`INFO_TIMEOUT`].
-async fn info(member: &Member) -> InfoAnswer {
-    let mut client = member.client.clone();
-    let mut request = tonic::Request::new(InfoRequest {});
-    request.set_timeout(INFO_TIMEOUT);
-    tokio::time::timeout(INFO_TIMEOUT, client.info(request)).await
-}
-
-/// Keeps what `Info` said about the worker.
-fn record_info(member: &Member, answer: InfoAnswer) -> Result<(), String> {
-    match answer {
+    let info = resending(|| {
+        let mut client = member.client.clone();
+        let mut request = tonic::Request::new(InfoRequest {});
+        request.set_timeout(INFO_TIMEOUT);
+        async move { client.info(request).await }
+    });
+    match tokio::time::timeout(INFO_TIMEOUT, info).await {
         Ok(Ok(info)) => {
             let names = info
                 .into_inner()

@@ -112,7 +112,25 @@ impl From<tonic::Status> for Failure {
 }
 
 /// How often one call is sent again after it could not be sent at all.
-pub(crate) const MAX_RESENDS: u32 = 2;
+const MAX_RESENDS: u32 = 2;
+
+/// Makes a call to one worker with `send`, and makes it again, at most
+/// [`MAX_RESENDS`] times, while the worker never processed it (see
+/// [`crate::errors::never_sent`]). For calls that stay with their worker;
+/// [`Fleet::route`] picks a worker again instead.
+pub(crate) async fn resending<T, F, Fut>(mut send: F) -> Result<T, tonic::Status>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, tonic::Status>>,
+{
+    let mut resent = 0;
+    loop {
+        match send().await {
+            Err(s) if resent < MAX_RESENDS && crate::errors::never_sent(&s) => resent += 1,
+            answer => return answer,
+        }
+    }
+}
 
 /// True for an error raised by the transport rather than by PostgreSQL: the
 /// worker could not be reached, or went away.
@@ -215,25 +233,18 @@ impl Fleet {
         let until = tokio::time::Instant::now() + deadline;
         let (req, call) = (&req, &call);
         let calls = members.iter().map(|w| async move {
-            let mut resent = 0;
-            let res = loop {
-                let left = until.saturating_duration_since(tokio::time::Instant::now());
+            let answer = resending(|| {
                 let mut request = tonic::Request::new(req.clone());
-                request.set_timeout(left);
-                match tokio::time::timeout(left, call(w.client.clone(), request)).await {
-                    Ok(Ok(r)) => break Ok(r.into_inner()),
-                    // Never processed (the connection closed under it): again.
-                    Ok(Err(s)) if resent < MAX_RESENDS && crate::errors::never_sent(&s) => {
-                        resent += 1;
-                    }
-                    Ok(Err(s)) => break Err(GatewayError::from(s)),
-                    Err(_) => {
-                        break Err(GatewayError::new(
-                            ErrorKind::Unavailable,
-                            format!("no answer within {} ms", deadline.as_millis()),
-                        ));
-                    }
-                }
+                request.set_timeout(until.saturating_duration_since(tokio::time::Instant::now()));
+                call(w.client.clone(), request)
+            });
+            let res = match tokio::time::timeout(deadline, answer).await {
+                Ok(Ok(r)) => Ok(r.into_inner()),
+                Ok(Err(s)) => Err(GatewayError::from(s)),
+                Err(_) => Err(GatewayError::new(
+                    ErrorKind::Unavailable,
+                    format!("no answer within {} ms", deadline.as_millis()),
+                )),
             };
             (w.url.clone(), res)
         });
