@@ -9,6 +9,8 @@ use anyhow::{Context, Result};
 use serde::Serialize;
 use tokio::sync::Barrier;
 
+use crate::cpu::{CpuMeter, CpuPerCall};
+
 /// Something that makes one call on its own connection.
 pub trait Caller: Send + 'static {
     fn call(&mut self) -> impl Future<Output = Result<()>> + Send;
@@ -37,6 +39,37 @@ pub struct Stats {
 
 /// Runs `concurrency` tasks, each with a caller from `connect`.
 pub async fn run<C, F, Fut>(concurrency: usize, plan: Plan, connect: F) -> Result<Stats>
+where
+    C: Caller,
+    F: Fn() -> Fut,
+    Fut: Future<Output = Result<C>>,
+{
+    Ok(run_with(concurrency, plan, None, connect).await?.0)
+}
+
+/// As [`run`], also reading the CPU time each process spent per call during
+/// the measured window.
+pub async fn run_metered<C, F, Fut>(
+    concurrency: usize,
+    plan: Plan,
+    meter: &CpuMeter,
+    connect: F,
+) -> Result<(Stats, CpuPerCall)>
+where
+    C: Caller,
+    F: Fn() -> Fut,
+    Fut: Future<Output = Result<C>>,
+{
+    let (stats, cpu) = run_with(concurrency, plan, Some(meter), connect).await?;
+    Ok((stats, cpu.context("no CPU reading")?))
+}
+
+async fn run_with<C, F, Fut>(
+    concurrency: usize,
+    plan: Plan,
+    meter: Option<&CpuMeter>,
+    connect: F,
+) -> Result<(Stats, Option<CpuPerCall>)>
 where
     C: Caller,
     F: Fn() -> Fut,
@@ -71,18 +104,29 @@ where
                 let nanos = t.elapsed().as_nanos();
                 latencies.push(u32::try_from(nanos / 100).unwrap_or(u32::MAX));
             }
-            Ok::<_, anyhow::Error>((latencies, start.elapsed()))
+            Ok::<_, anyhow::Error>((latencies, start.elapsed(), caller))
         }));
     }
     barrier.wait().await;
+    let before = meter.map(CpuMeter::snapshot).transpose()?;
     let mut all = Vec::new();
     let mut elapsed = Duration::ZERO;
+    // The connections stay open until the CPU time is read: a PostgreSQL
+    // backend that exits takes its CPU time with it until the postmaster
+    // reaps it.
+    let mut callers = Vec::with_capacity(concurrency);
     for task in tasks {
-        let (latencies, took) = task.await.context("a load task panicked")??;
+        let (latencies, took, caller) = task.await.context("a load task panicked")??;
         all.extend(latencies);
         elapsed = elapsed.max(took);
+        callers.push(caller);
     }
-    Ok(stats(all, elapsed))
+    let cpu = match (meter, before) {
+        (Some(meter), Some(before)) => Some(meter.per_call(&before, &meter.snapshot()?, all.len())),
+        _ => None,
+    };
+    drop(callers);
+    Ok((stats(all, elapsed), cpu))
 }
 
 /// `latencies` in units of 100 ns.

@@ -7,6 +7,7 @@
 
 mod bins;
 mod clients;
+mod cpu;
 mod http;
 mod load;
 mod pgbench;
@@ -27,6 +28,7 @@ use crate::clients::{
     GrpcCaller, GrpcHealthCaller, HealthzCaller, McpCaller, ROWS_1000, SELECT_1, Sql, SqlxCaller,
     SqlxTxCaller,
 };
+use crate::cpu::{CpuMeter, CpuPerCall};
 use crate::load::Plan;
 use crate::procs::{Proc, RssSampler};
 use crate::report::{
@@ -222,6 +224,16 @@ async fn bench(cli: &Cli, bins: &bins::Bins, cluster: &Cluster, out: &Path) -> R
             measure,
         }
     };
+    let data_dir = cluster
+        .dir()
+        .context("the cluster has no directory")?
+        .join("data");
+    let rig = Rig {
+        url: &url,
+        worker: worker.addr,
+        gateway: gateway.addr,
+        meter: CpuMeter::new(gateway.pid, worker.pid, &data_dir)?,
+    };
     let sampler = RssSampler::start(&[gateway.pid, worker.pid]);
     let mut cases = Vec::new();
     for sql in [SELECT_1, ROWS_1000] {
@@ -234,7 +246,7 @@ async fn bench(cli: &Cli, bins: &bins::Bins, cluster: &Cluster, out: &Path) -> R
                     "pgmcp-bench: {} via {path}, concurrency {concurrency}",
                     sql.case
                 );
-                let stats = load_case(path, sql, concurrency, plan, &url, &worker, &gateway)
+                let (stats, cpu) = load_case(path, sql, concurrency, plan, &rig)
                     .await
                     .with_context(|| {
                         format!("{} via {path} at concurrency {concurrency}", sql.case)
@@ -244,6 +256,7 @@ async fn bench(cli: &Cli, bins: &bins::Bins, cluster: &Cluster, out: &Path) -> R
                     path: path.to_string(),
                     concurrency,
                     stats,
+                    cpu,
                 });
             }
         }
@@ -375,21 +388,29 @@ async fn load_data(admin_url: &str, cluster: &Cluster, rows: u64) -> Result<Stri
     Ok(version)
 }
 
+/// What the load cases run against.
+struct Rig<'a> {
+    /// PostgreSQL, for the direct paths.
+    url: &'a str,
+    worker: SocketAddr,
+    gateway: SocketAddr,
+    meter: CpuMeter,
+}
+
 async fn load_case(
     path: &str,
     sql: Sql,
     concurrency: usize,
     plan: Plan,
-    url: &str,
-    worker: &Proc,
-    gateway: &Proc,
-) -> Result<load::Stats> {
-    let (w, g): (SocketAddr, SocketAddr) = (worker.addr, gateway.addr);
+    rig: &Rig<'_>,
+) -> Result<(load::Stats, CpuPerCall)> {
+    let (url, w, g) = (rig.url, rig.worker, rig.gateway);
+    let (c, m) = (concurrency, &rig.meter);
     match path {
-        "sqlx" => load::run(concurrency, plan, || SqlxCaller::connect(url, sql)).await,
-        "sqlx-tx" => load::run(concurrency, plan, || SqlxTxCaller::connect(url, sql)).await,
-        "grpc" => load::run(concurrency, plan, || GrpcCaller::connect(w, sql)).await,
-        _ => load::run(concurrency, plan, || McpCaller::connect(g, sql)).await,
+        "sqlx" => load::run_metered(c, plan, m, || SqlxCaller::connect(url, sql)).await,
+        "sqlx-tx" => load::run_metered(c, plan, m, || SqlxTxCaller::connect(url, sql)).await,
+        "grpc" => load::run_metered(c, plan, m, || GrpcCaller::connect(w, sql)).await,
+        _ => load::run_metered(c, plan, m, || McpCaller::connect(g, sql)).await,
     }
 }
 

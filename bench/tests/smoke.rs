@@ -36,6 +36,20 @@ fn smoke_run_writes_every_section() -> Result<()> {
                     ensure!(l[key].is_number(), "{case}/{path}/{concurrency}: no {key}");
                 }
                 ensure!(l["calls"].as_u64() == Some(3 * concurrency), "calls: {l}");
+                for key in [
+                    "gateway_us",
+                    "worker_us",
+                    "postgres_us",
+                    "client_us",
+                    "total_us",
+                    "machine_busy_pct",
+                    "cpu_bound_calls_per_s",
+                ] {
+                    ensure!(
+                        l["cpu"][key].as_f64().is_some_and(|v| v >= 0.0),
+                        "{case}/{path}/{concurrency}: cpu.{key}: {l}"
+                    );
+                }
             }
         }
     }
@@ -100,6 +114,10 @@ fn smoke_run_writes_every_section() -> Result<()> {
     let md = std::fs::read_to_string(out.path().join("report.md"))?;
     ensure!(md.contains("| target | goal | this run | met |"), "{md}");
     ensure!(md.contains("in the gateway."), "{md}");
+    ensure!(
+        md.contains("| CPU µs per call |") && md.contains("µs per call for all four."),
+        "{md}"
+    );
     ensure!(
         md.contains("to sqlx (`sqlx-tx`) and at")
             && md.contains("pipelined into one round trip (pgbench)"),
