@@ -46,7 +46,7 @@ struct Cli {
     smoke: bool,
 
     /// Directory for report.json, report.md and the processes' logs
-    /// [default: <cargo target dir>/bench].
+    /// [default: bench/ in cargo's target directory].
     #[arg(long)]
     out: Option<PathBuf>,
 

@@ -1,6 +1,6 @@
 //! The tool call being served: who is calling and the call's request id.
 //!
-//! [`crate::server::PgMcp::call_tool`] runs each call inside [`run`]; code on
+//! [`PgMcp`](crate::server::PgMcp)'s `call_tool` runs each call inside [`run`]; code on
 //! the call's task reads it with [`current`] — the worker client sends the
 //! principal and request id as gRPC metadata, error results quote the request
 //! id, fleet-wide tools filter by the caller's permissions. A task spawned

@@ -19,6 +19,8 @@ use crate::worker_link::{LinkConfig, TlsFiles};
 
 /// Flags of `pgmcp-gateway` (each also readable from the env var shown in `--help`).
 // Deliberately not `Debug`: it holds secrets (tokens, the HS256 secret).
+// Its doc comments are `--help` text, where URLs stay bare.
+#[allow(rustdoc::bare_urls)]
 #[derive(Clone, ClapArgs)]
 pub struct Args {
     /// Address the HTTP server (MCP at /mcp, /healthz, /readyz) listens on.

@@ -127,7 +127,7 @@ pub(super) fn time(out: &mut Vec<u8>, raw: &[u8]) -> Option<()> {
     Some(())
 }
 
-/// `timetz`: "HH:MM:SS[.ffffff]+HH:MM[:SS]". The binary zone is in seconds
+/// `timetz`: `HH:MM:SS[.ffffff]+HH:MM[:SS]`. The binary zone is in seconds
 /// west of UTC; the offset printed is east of UTC, as in ISO 8601.
 pub(super) fn timetz(out: &mut Vec<u8>, raw: &[u8]) -> Option<()> {
     let mut r = Reader::new(raw);

@@ -8,7 +8,7 @@
 //! Map: [`wire`] (reading the binary format, writing digits), [`numeric`]
 //! (integers, floats, numeric, money), [`datetime`] (dates, times,
 //! intervals), [`net`] (inet, cidr, MAC addresses), [`text`] (strings,
-//! bytea, JSON, uuid, bit strings, pg_lsn …), [`array`], [`range`]
+//! bytea, JSON, uuid, bit strings, pg_lsn …), [`array`](mod@array), [`range`]
 //! (ranges and multiranges), [`composite`] (row types and anonymous records).
 //!
 //! Types are recognised in two ways. Built-in types have fixed OIDs (below

@@ -90,7 +90,7 @@ const NBASE: i16 = 10_000;
 /// `numeric`: a string with exactly the digits of PostgreSQL's text output.
 ///
 /// Binary: `ndigits`, `weight`, `sign`, `dscale` (all 16-bit), then `ndigits`
-/// base-10000 digits. The value is Σ digit[i] · 10000^(weight − i); `dscale`
+/// base-10000 digits. The value is `Σ digit[i] · 10000^(weight − i)`; `dscale`
 /// is the number of decimal digits after the point. This follows
 /// `get_str_from_var` in PostgreSQL's numeric.c.
 pub(super) fn numeric(out: &mut Vec<u8>, raw: &[u8]) -> Option<()> {
