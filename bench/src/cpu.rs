@@ -83,10 +83,10 @@ impl CpuMeter {
     pub fn snapshot(&self) -> Result<Snapshot> {
         let (machine_busy, machine_all) = machine(&read("/proc/stat")?)?;
         Ok(Snapshot {
-            gateway: own_ticks(&read_stat(self.gateway)?)?,
-            worker: own_ticks(&read_stat(self.worker)?)?,
+            gateway: ProcStat::of(&self.gateway.to_string())?.own,
+            worker: ProcStat::of(&self.worker.to_string())?.own,
             postgres: self.postgres()?,
-            client: own_ticks(&read("/proc/self/stat")?)?,
+            client: ProcStat::of("self")?.own,
             machine_busy,
             machine_all,
         })
@@ -96,19 +96,20 @@ impl CpuMeter {
     /// now, and the ones it has reaped (a backend that exits hands its time
     /// to the postmaster's `cutime`/`cstime`).
     fn postgres(&self) -> Result<u64> {
-        let stat = read_stat(self.postmaster)?;
-        let mut ticks = own_ticks(&stat)? + reaped_ticks(&stat)?;
+        let postmaster = ProcStat::of(&self.postmaster.to_string())?;
+        let mut ticks = postmaster.own + postmaster.reaped;
         for entry in std::fs::read_dir("/proc").context("listing /proc")? {
-            let Some(pid) = entry
-                .ok()
-                .and_then(|e| e.file_name().to_str().and_then(|n| n.parse::<u32>().ok()))
-            else {
+            let Some(name) = entry.ok().and_then(|e| e.file_name().into_string().ok()) else {
                 continue;
             };
+            if !name.bytes().all(|b| b.is_ascii_digit()) {
+                continue;
+            }
             // A process may end between the listing and the read.
-            let Ok(stat) = read_stat(pid) else { continue };
-            if parent(&stat) == Some(self.postmaster) {
-                ticks += own_ticks(&stat).unwrap_or(0);
+            if let Ok(stat) = ProcStat::of(&name)
+                && stat.parent == self.postmaster
+            {
+                ticks += stat.own;
             }
         }
         Ok(ticks)
@@ -153,42 +154,41 @@ fn read(path: &str) -> Result<String> {
     std::fs::read_to_string(path).with_context(|| format!("reading {path}"))
 }
 
-fn read_stat(pid: u32) -> Result<String> {
-    read(&format!("/proc/{pid}/stat"))
+/// What `/proc/PID/stat` says of a process, in clock ticks.
+struct ProcStat {
+    /// ppid (field 4).
+    parent: u32,
+    /// utime + stime (fields 14 and 15).
+    own: u64,
+    /// cutime + cstime (fields 16 and 17): the children it has reaped.
+    reaped: u64,
 }
 
-/// The fields of `/proc/PID/stat` after the command name (which may hold
-/// spaces and parentheses), starting with field 3, the state.
-fn fields(stat: &str) -> Result<Vec<&str>> {
-    let (_, rest) = stat
-        .rsplit_once(')')
-        .context("/proc/PID/stat without a command name")?;
-    Ok(rest.split_whitespace().collect())
-}
+impl ProcStat {
+    /// `pid` is a process id or `self`.
+    fn of(pid: &str) -> Result<Self> {
+        Self::parse(&read(&format!("/proc/{pid}/stat"))?)
+    }
 
-fn field(fields: &[&str], number: usize) -> Result<u64> {
-    fields
-        .get(number - 3)
-        .and_then(|v| v.parse().ok())
-        .with_context(|| format!("no field {number} in /proc/PID/stat"))
-}
-
-/// utime + stime (fields 14 and 15).
-fn own_ticks(stat: &str) -> Result<u64> {
-    let f = fields(stat)?;
-    Ok(field(&f, 14)? + field(&f, 15)?)
-}
-
-/// cutime + cstime (fields 16 and 17): reaped children.
-fn reaped_ticks(stat: &str) -> Result<u64> {
-    let f = fields(stat)?;
-    Ok(field(&f, 16)? + field(&f, 17)?)
-}
-
-/// ppid (field 4).
-fn parent(stat: &str) -> Option<u32> {
-    let f = fields(stat).ok()?;
-    field(&f, 4).ok().and_then(|p| u32::try_from(p).ok())
+    fn parse(stat: &str) -> Result<Self> {
+        // The command name may hold spaces and parentheses: the fields that
+        // follow its last `)` start with field 3, the state.
+        let (_, rest) = stat
+            .rsplit_once(')')
+            .context("/proc/PID/stat without a command name")?;
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        let field = |number: usize| -> Result<u64> {
+            fields
+                .get(number - 3)
+                .and_then(|v| v.parse().ok())
+                .with_context(|| format!("no field {number} in /proc/PID/stat"))
+        };
+        Ok(ProcStat {
+            parent: u32::try_from(field(4)?).context("ppid out of range")?,
+            own: field(14)? + field(15)?,
+            reaped: field(16)? + field(17)?,
+        })
+    }
 }
 
 /// Busy and total ticks of all CPUs, from `/proc/stat`'s first line: user,
@@ -221,9 +221,10 @@ mod tests {
 
     #[test]
     fn reads_times_and_parent_past_an_odd_command_name() -> Result<()> {
-        assert_eq!(own_ticks(STAT)?, 187);
-        assert_eq!(reaped_ticks(STAT)?, 17);
-        assert_eq!(parent(STAT), Some(4200));
+        let stat = ProcStat::parse(STAT)?;
+        assert_eq!(stat.own, 187);
+        assert_eq!(stat.reaped, 17);
+        assert_eq!(stat.parent, 4200);
         Ok(())
     }
 
