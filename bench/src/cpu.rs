@@ -29,6 +29,8 @@ pub struct Snapshot {
     worker: u64,
     postgres: u64,
     client: u64,
+    /// This process's children that it has waited for (pgbench).
+    reaped: u64,
     /// All CPUs of the machine: ticks busy and ticks in all.
     machine_busy: u64,
     machine_all: u64,
@@ -82,11 +84,13 @@ impl CpuMeter {
 
     pub fn snapshot(&self) -> Result<Snapshot> {
         let (machine_busy, machine_all) = machine(&read("/proc/stat")?)?;
+        let client = ProcStat::of("self")?;
         Ok(Snapshot {
             gateway: ProcStat::of(&self.gateway.to_string())?.own,
             worker: ProcStat::of(&self.worker.to_string())?.own,
             postgres: self.postgres()?,
-            client: ProcStat::of("self")?.own,
+            client: client.own,
+            reaped: client.reaped,
             machine_busy,
             machine_all,
         })
@@ -97,7 +101,20 @@ impl CpuMeter {
     /// to the postmaster's `cutime`/`cstime`).
     fn postgres(&self) -> Result<u64> {
         let postmaster = ProcStat::of(&self.postmaster.to_string())?;
-        let mut ticks = postmaster.own + postmaster.reaped;
+        let children: u64 = self.postgres_children()?.iter().map(|c| c.own).sum();
+        Ok(postmaster.own + postmaster.reaped + children)
+    }
+
+    /// How many processes the postmaster has now: backends and helpers,
+    /// ended ones it has not reaped yet included. A backend's time moves
+    /// to the postmaster's reaped time only once it is reaped, so a reading
+    /// taken while connections close waits until this is back down.
+    pub fn postgres_processes(&self) -> Result<usize> {
+        Ok(self.postgres_children()?.len())
+    }
+
+    fn postgres_children(&self) -> Result<Vec<ProcStat>> {
+        let mut children = Vec::new();
         for entry in std::fs::read_dir("/proc").context("listing /proc")? {
             let Some(name) = entry.ok().and_then(|e| e.file_name().into_string().ok()) else {
                 continue;
@@ -109,10 +126,10 @@ impl CpuMeter {
             if let Ok(stat) = ProcStat::of(&name)
                 && stat.parent == self.postmaster
             {
-                ticks += stat.own;
+                children.push(stat);
             }
         }
-        Ok(ticks)
+        Ok(children)
     }
 
     /// CPU time per call between two snapshots.
@@ -124,25 +141,55 @@ impl CpuMeter {
         let postgres_us = us(before.postgres, after.postgres);
         let client_us = us(before.client, after.client);
         let total_us = gateway_us + worker_us + postgres_us + client_us;
-        let all = after.machine_all.saturating_sub(before.machine_all);
-        let busy = after.machine_busy.saturating_sub(before.machine_busy);
         CpuPerCall {
             gateway_us: round1(gateway_us),
             worker_us: round1(worker_us),
             postgres_us: round1(postgres_us),
             client_us: round1(client_us),
             total_us: round1(total_us),
-            machine_busy_pct: if all > 0 {
-                round1(100.0 * busy as f64 / all as f64)
-            } else {
-                0.0
-            },
+            machine_busy_pct: busy_pct(before, after),
             cpu_bound_calls_per_s: if total_us > 0.0 {
                 (self.cpus * 1e6 / total_us).round()
             } else {
                 0.0
             },
         }
+    }
+
+    /// CPU time per transaction of a pgbench run between two snapshots:
+    /// PostgreSQL's, and pgbench's own (a child this process has waited
+    /// for by `after`).
+    pub fn pgbench_per_call(&self, before: &Snapshot, after: &Snapshot, calls: u64) -> PgbenchCpu {
+        let calls = calls.max(1) as f64;
+        let us =
+            |b: u64, a: u64| round1(a.saturating_sub(b) as f64 * 1e6 / self.ticks_per_s / calls);
+        PgbenchCpu {
+            postgres_us: us(before.postgres, after.postgres),
+            pgbench_us: us(before.reaped, after.reaped),
+            machine_busy_pct: busy_pct(before, after),
+        }
+    }
+}
+
+/// CPU time per transaction of one pgbench case, in µs.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct PgbenchCpu {
+    /// Every PostgreSQL process, as in [`CpuPerCall`].
+    pub postgres_us: f64,
+    /// pgbench itself, the client.
+    pub pgbench_us: f64,
+    /// Share of all CPUs busy during the run, in percent.
+    pub machine_busy_pct: f64,
+}
+
+/// Share of all CPUs busy between two snapshots, in percent.
+fn busy_pct(before: &Snapshot, after: &Snapshot) -> f64 {
+    let all = after.machine_all.saturating_sub(before.machine_all);
+    let busy = after.machine_busy.saturating_sub(before.machine_busy);
+    if all > 0 {
+        round1(100.0 * busy as f64 / all as f64)
+    } else {
+        0.0
     }
 }
 
@@ -249,6 +296,7 @@ mod tests {
             worker: 20,
             postgres: 30,
             client: 5,
+            reaped: 7,
             machine_busy: 0,
             machine_all: 0,
         };
@@ -258,6 +306,7 @@ mod tests {
             worker: 40,
             postgres: 60,
             client: 5,
+            reaped: 12,
             machine_busy: 90,
             machine_all: 100,
         };
@@ -269,5 +318,10 @@ mod tests {
         assert_eq!(c.total_us, 600.0);
         assert_eq!(c.machine_busy_pct, 90.0);
         assert_eq!(c.cpu_bound_calls_per_s, 3333.0);
+        // pgbench: 500 transactions, 5 ticks of its own.
+        let p = meter.pgbench_per_call(&before, &after, 500);
+        assert_eq!(p.postgres_us, 600.0);
+        assert_eq!(p.pgbench_us, 100.0);
+        assert_eq!(p.machine_busy_pct, 90.0);
     }
 }

@@ -279,7 +279,16 @@ async fn bench(cli: &Cli, bins: &bins::Bins, cluster: &Cluster, out: &Path) -> R
         .and_then(|dir| pgbench::find(&dir));
     let pgbench = match pgbench_bin {
         Some(bin) if !cli.no_pgbench => {
-            pgbench::run(&bin, &url, out, &CONCURRENCY, plan, clients::TIMEOUT_MS).await?
+            pgbench::run(
+                &rig.meter,
+                &bin,
+                &url,
+                out,
+                &CONCURRENCY,
+                plan,
+                clients::TIMEOUT_MS,
+            )
+            .await?
         }
         None if !cli.no_pgbench => {
             eprintln!("pgmcp-bench: no pgbench beside the PostgreSQL server binaries; skipping it");

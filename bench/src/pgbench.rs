@@ -5,14 +5,17 @@
 //! protocol, without sqlx as the client); and the same statements pipelined
 //! into one round trip: what a driver that pipelines the extended protocol
 //! could make of a call. sqlx does not pipeline (see the `sqlx-tx` path and
-//! docs/performance.md).
+//! docs/performance.md). Each case also reads the CPU time that PostgreSQL
+//! and pgbench spent per transaction.
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
+use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use serde::Serialize;
 
+use crate::cpu::{CpuMeter, PgbenchCpu};
 use crate::load::Plan;
 
 /// One pgbench script at one concurrency.
@@ -27,6 +30,8 @@ pub struct PgbenchCase {
     pub calls_per_s: f64,
     /// pgbench reports the mean, not percentiles.
     pub latency_avg_us: f64,
+    /// CPU time per transaction of PostgreSQL and of pgbench.
+    pub cpu: PgbenchCpu,
 }
 
 /// One pgbench script: its name, what it stands for, pgbench's
@@ -99,6 +104,7 @@ pub fn find(bindir: &Path) -> Option<PathBuf> {
 /// (whole seconds; pgbench has no warm-up), a fixed one makes that many
 /// transactions per client.
 pub async fn run(
+    meter: &CpuMeter,
     pgbench: &Path,
     url: &str,
     dir: &Path,
@@ -135,10 +141,14 @@ pub async fn run(
                 .arg(url)
                 .stdin(Stdio::null())
                 .kill_on_drop(true);
+            let processes = meter.postgres_processes()?;
+            let before = meter.snapshot()?;
             let out = cmd
                 .output()
                 .await
                 .with_context(|| format!("running {}", pgbench.display()))?;
+            reaped(meter, processes).await?;
+            let after = meter.snapshot()?;
             let stdout = String::from_utf8_lossy(&out.stdout);
             if !out.status.success() {
                 bail!(
@@ -157,10 +167,22 @@ pub async fn run(
                 calls,
                 calls_per_s,
                 latency_avg_us: latency_ms * 1e3,
+                cpu: meter.pgbench_per_call(&before, &after, calls),
             });
         }
     }
     Ok(cases)
+}
+
+/// Waits until PostgreSQL has reaped the backends of pgbench's connections
+/// (back to `processes`), so that their CPU time is counted, for at most
+/// five seconds.
+async fn reaped(meter: &CpuMeter, processes: usize) -> Result<()> {
+    let until = tokio::time::Instant::now() + Duration::from_secs(5);
+    while meter.postgres_processes()? > processes && tokio::time::Instant::now() < until {
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    Ok(())
 }
 
 /// Transactions processed, tps and mean latency (ms) from pgbench's summary.

@@ -136,10 +136,13 @@ pub struct Target {
 
 impl Report {
     fn find(&self, case: &str, path: &str, concurrency: usize) -> Option<&Stats> {
+        self.find_case(case, path, concurrency).map(|l| &l.stats)
+    }
+
+    fn find_case(&self, case: &str, path: &str, concurrency: usize) -> Option<&LoadCase> {
         self.load
             .iter()
             .find(|l| l.case == case && l.path == path && l.concurrency == concurrency)
-            .map(|l| &l.stats)
     }
 
     /// `SELECT 1` at c=1 split into the hops and what each process adds
@@ -172,13 +175,14 @@ impl Report {
     /// and to pgbench, and the same statements pipelined into one.
     fn ceiling(&self) -> Option<String> {
         let s1 = crate::clients::SELECT_1.case;
-        let tx = self.find(s1, "sqlx-tx", 32)?.calls_per_s;
-        let pgbench = |script: &str| {
+        let sqlx_tx = self.find_case(s1, "sqlx-tx", 32)?;
+        let tx = sqlx_tx.stats.calls_per_s;
+        let case = |script: &str| {
             self.pgbench
                 .iter()
                 .find(|p| p.script == script && p.concurrency == 32)
-                .map(|p| p.calls_per_s)
         };
+        let pgbench = |script: &str| case(script).map(|p| p.calls_per_s);
         let mut text = format!(
             "`SELECT 1` at c=32 with no gateway or worker: PostgreSQL serves the worker's three \
              round trips per call at {tx:.0} calls/s to sqlx (`sqlx-tx`)"
@@ -193,6 +197,14 @@ impl Report {
                  where pgbench's `SELECT 1` makes {one:.0}"
             );
         }
+        if let (Some(p), Some(one)) = (case("pipelined"), case("select1")) {
+            let _ = write!(
+                text,
+                ". PostgreSQL's CPU per call: {:.0} µs on the worker's statements in `sqlx-tx`, \
+                 {:.0} µs on the same statements pipelined, {:.0} µs on `SELECT 1` alone",
+                sqlx_tx.cpu.postgres_us, p.cpu.postgres_us, one.cpu.postgres_us
+            );
+        }
         text.push('.');
         Some(text)
     }
@@ -202,10 +214,7 @@ impl Report {
     /// machine's CPUs.
     fn cpu_budget(&self) -> Option<String> {
         let s1 = crate::clients::SELECT_1.case;
-        let l = self
-            .load
-            .iter()
-            .find(|l| l.case == s1 && l.path == "mcp" && l.concurrency == 32)?;
+        let l = self.find_case(s1, "mcp", 32)?;
         let c = &l.cpu;
         let budget = self.meta.cpus as f64 * 1e6 / TARGET_CALLS_PER_S;
         Some(format!(
@@ -442,14 +451,22 @@ impl Report {
             let _ = writeln!(out);
             let _ = writeln!(
                 out,
-                "| PostgreSQL alone (pgbench) | conc. | calls | calls/s | mean µs |"
+                "| PostgreSQL alone (pgbench) | conc. | calls | calls/s | mean µs | \
+                 CPU µs per call: PostgreSQL | pgbench | machine busy |"
             );
-            let _ = writeln!(out, "|---|---:|---:|---:|---:|");
+            let _ = writeln!(out, "|---|---:|---:|---:|---:|---:|---:|---:|");
             for p in &self.pgbench {
                 let _ = writeln!(
                     out,
-                    "| {} | {} | {} | {:.0} | {:.0} |",
-                    p.what, p.concurrency, p.calls, p.calls_per_s, p.latency_avg_us
+                    "| {} | {} | {} | {:.0} | {:.0} | {:.0} | {:.0} | {:.0}% |",
+                    p.what,
+                    p.concurrency,
+                    p.calls,
+                    p.calls_per_s,
+                    p.latency_avg_us,
+                    p.cpu.postgres_us,
+                    p.cpu.pgbench_us,
+                    p.cpu.machine_busy_pct
                 );
             }
         }

@@ -99,7 +99,11 @@ fn smoke_run_writes_every_section() -> Result<()> {
                 .find(|p| p["script"] == script && p["concurrency"] == concurrency)
                 .with_context(|| format!("no pgbench {script} / {concurrency}"))?;
             ensure!(
-                p["calls"].as_u64() == Some(3 * concurrency) && p["calls_per_s"].is_number(),
+                p["calls"].as_u64() == Some(3 * concurrency)
+                    && p["calls_per_s"].is_number()
+                    && ["postgres_us", "pgbench_us", "machine_busy_pct"]
+                        .iter()
+                        .all(|f| p["cpu"][f].is_number()),
                 "pgbench {script}: {p}"
             );
         }
@@ -120,7 +124,9 @@ fn smoke_run_writes_every_section() -> Result<()> {
     );
     ensure!(
         md.contains("to sqlx (`sqlx-tx`) and at")
-            && md.contains("pipelined into one round trip (pgbench)"),
+            && md.contains("pipelined into one round trip (pgbench)")
+            && md.contains("CPU µs per call: PostgreSQL | pgbench |")
+            && md.contains("µs on the same statements pipelined"),
         "{md}"
     );
     ensure!(
