@@ -339,3 +339,49 @@ async fn unfit_pooled_connections_are_replaced_at_begin() -> anyhow::Result<()> 
     targets.close().await;
     Ok(())
 }
+
+/// A pooled connection keeps at most `--statement-cache-capacity` prepared
+/// statements (each one kept costs every later call on it, as the check at
+/// BEGIN reads them all), unless the target's URL sets
+/// `statement-cache-capacity` itself.
+#[tokio::test]
+async fn a_connection_keeps_no_more_prepared_statements_than_its_cache_holds() -> anyhow::Result<()>
+{
+    let pg = Pg::start()?;
+    let url = pg.create_db("app").await?;
+    let sep = if url.contains('?') { '&' } else { '?' };
+    let own = format!("own={url}{sep}statement-cache-capacity=8");
+    let worker = InProcessWorker::start(&[
+        "--database-url",
+        &url,
+        "--database",
+        &own,
+        "--pool-max-connections",
+        "1",
+        "--pool-min-connections",
+        "1",
+        "--statement-cache-capacity",
+        "3",
+    ])
+    .await?;
+    let mut client = worker.client().await?;
+    for (database, kept) in [("app", 3), ("own", 8)] {
+        let on = |text: &str| QueryRequest {
+            database: database.to_string(),
+            ..sql(text)
+        };
+        for i in 0..12 {
+            query(&mut client, on(&format!("SELECT {i} AS n")))
+                .await
+                .map_err(fail)?;
+        }
+        let res = query(
+            &mut client,
+            on("SELECT count(*)::int AS n FROM pg_catalog.pg_prepared_statements"),
+        )
+        .await
+        .map_err(fail)?;
+        assert_eq!(res.rows, vec![serde_json::json!([kept])], "{database}");
+    }
+    Ok(())
+}

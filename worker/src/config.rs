@@ -83,6 +83,15 @@ pub struct Args {
     #[arg(long, env = "PGMCP_POOL_MAX_LIFETIME_S", default_value_t = 1_800)]
     pub pool_max_lifetime_s: u64,
 
+    /// Statements each pooled connection keeps prepared (sqlx's statement
+    /// cache, least recently used out first), unless a target's URL sets
+    /// `statement-cache-capacity`. Every call checks its connection for
+    /// leftover SQL-level prepared statements, which reads all prepared
+    /// statements of the session: each one kept costs every call about a
+    /// microsecond of PostgreSQL's time (docs/scaling.md).
+    #[arg(long, env = "PGMCP_STATEMENT_CACHE_CAPACITY", default_value_t = 16)]
+    pub statement_cache_capacity: usize,
+
     /// How long start-up waits for each database before giving up, in milliseconds.
     #[arg(long, env = "PGMCP_CONNECT_TIMEOUT_MS", default_value_t = 10_000)]
     pub connect_timeout_ms: u64,
@@ -286,6 +295,8 @@ pub struct PoolSettings {
     pub acquire_timeout: Duration,
     pub idle_timeout: Duration,
     pub max_lifetime: Duration,
+    /// Prepared statements kept per connection (see `Args`).
+    pub statement_cache_capacity: usize,
     pub connect_timeout: Duration,
     pub statement_timeout_ms: u32,
     pub idle_in_transaction_timeout_ms: u32,
@@ -454,6 +465,12 @@ impl Config {
         if args.pool_max_connections == 0 {
             bail!("--pool-max-connections must be at least 1");
         }
+        if args.statement_cache_capacity == 0 {
+            bail!(
+                "--statement-cache-capacity must be at least 1: the driver closes the statements it prepares \
+                 as they leave this cache, and without one would leave them open on the server"
+            );
+        }
         if args.pool_min_connections > args.pool_max_connections {
             bail!(
                 "--pool-min-connections ({}) exceeds --pool-max-connections ({})",
@@ -510,6 +527,7 @@ impl Config {
                 acquire_timeout: Duration::from_millis(args.pool_acquire_timeout_ms),
                 idle_timeout: Duration::from_secs(args.pool_idle_timeout_s),
                 max_lifetime: Duration::from_secs(args.pool_max_lifetime_s),
+                statement_cache_capacity: args.statement_cache_capacity,
                 connect_timeout: Duration::from_millis(args.connect_timeout_ms),
                 statement_timeout_ms: args.statement_timeout_ms,
                 idle_in_transaction_timeout_ms: args.idle_in_transaction_timeout_ms,
@@ -722,6 +740,22 @@ mod tests {
             "postgres://u:secret@db.internal:5432/shop"
         );
         assert!(!format!("{config:?}").contains("secret"));
+        Ok(())
+    }
+
+    #[test]
+    fn the_statement_cache_is_small_by_default_and_never_off() -> anyhow::Result<()> {
+        let file = TempFile::new("cache", "postgres://u@db.internal/shop\n")?;
+        let mut args = args_with_url_file(&file.0)?;
+        assert_eq!(Config::from_args(&args)?.pool.statement_cache_capacity, 16);
+        args.statement_cache_capacity = 0;
+        let err = Config::from_args(&args)
+            .err()
+            .context("a statement cache of 0 was accepted")?;
+        assert!(
+            format!("{err:#}").contains("--statement-cache-capacity must be at least 1"),
+            "{err:#}"
+        );
         Ok(())
     }
 

@@ -208,6 +208,9 @@ async fn connect_target(
         startup.push(("default_transaction_read_only", "on"));
     }
     options = options.options(startup);
+    if !sets_statement_cache(&t.url) {
+        options = options.statement_cache_capacity(pool.statement_cache_capacity);
+    }
     let side = PgPoolOptions::new()
         .max_connections(1)
         .min_connections(0)
@@ -358,6 +361,17 @@ async fn check_role(target: &Target, allow: bool) -> Result<()> {
     Ok(())
 }
 
+/// Whether a database URL sets the driver's statement cache itself
+/// (`?statement-cache-capacity=N`), which then wins over the worker's flag.
+fn sets_statement_cache(url: &str) -> bool {
+    url::Url::parse(url)
+        .map(|u| {
+            u.query_pairs()
+                .any(|(k, _)| k == "statement-cache-capacity")
+        })
+        .unwrap_or(false)
+}
+
 /// Removes the URL's password from a driver message, should it appear.
 fn scrub(message: &str, url: &str) -> String {
     match url::Url::parse(url)
@@ -366,5 +380,22 @@ fn scrub(message: &str, url: &str) -> String {
     {
         Some(pw) if !pw.is_empty() => message.replace(&pw, "***"),
         _ => message.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::sets_statement_cache;
+
+    #[test]
+    fn a_url_may_set_the_statement_cache_itself() {
+        assert!(sets_statement_cache(
+            "postgres://u:p@db/app?sslmode=require&statement-cache-capacity=64"
+        ));
+        assert!(!sets_statement_cache(
+            "postgres://u:p@db/app?sslmode=require"
+        ));
+        assert!(!sets_statement_cache("postgres://db/app"));
+        assert!(!sets_statement_cache("not a url"));
     }
 }
