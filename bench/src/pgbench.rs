@@ -35,19 +35,42 @@ pub struct PgbenchCase {
 }
 
 /// One pgbench script: its name, what it stands for, pgbench's
-/// `--protocol`, and its text.
+/// `--protocol`, its variables (`--define`) and its text.
 struct Script {
     name: &'static str,
-    what: &'static str,
+    what: String,
     protocol: &'static str,
+    defines: &'static [&'static str],
     text: String,
+}
+
+/// Statements kept prepared on the sessions of the `kept` scripts: the
+/// worker's default statement cache, and sqlx's.
+pub const KEPT: [usize; 2] = [pgmcp_worker::config::STATEMENT_CACHE_CAPACITY, 100];
+
+/// Script text that prepares `n` statements on its session in its first
+/// transaction (pgbench keeps a client's variables, and `warmed` starts at
+/// 0 by `--define`): what a session of the worker holds once its statement
+/// cache is full. The statements are of a realistic length (≈ 250 bytes);
+/// SQL-level, which `pg_prepared_statements` lists as it lists the
+/// driver's.
+fn keep_prepared(n: usize) -> String {
+    format!(
+        "\\if :warmed = 0\n\
+         DO $$ BEGIN FOR i IN 1..{n} LOOP EXECUTE format('PREPARE pgmcp_bench_%s(oid, text) AS \
+         SELECT c.oid, c.relname, n.nspname, c.reltuples, c.relkind FROM pg_catalog.pg_class c \
+         JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace WHERE c.oid > $1 AND c.relname <> $2 \
+         AND %s > 0 ORDER BY c.relname DESC LIMIT 100', i, i); END LOOP; END $$;\n\
+         \\set warmed 1\n\
+         \\endif\n"
+    )
 }
 
 /// The scripts. The last two are built from the worker's own BEGIN and
 /// ROLLBACK messages: as the worker sends them (pgbench sends statements
 /// joined by `\;` as one message, in its simple protocol only), and one
 /// statement per line, prepared and pipelined.
-fn scripts(timeout_ms: u32) -> [Script; 3] {
+fn scripts(timeout_ms: u32) -> [Script; 5] {
     use pgmcp_worker::session::{Access, ROLLBACK_AND_UNLOCK, begin_sql};
     let begin = begin_sql(Access::ReadOnly, timeout_ms, false);
     let one_message = |message: &str| format!("{};\n", message.replace("; ", "\\; "));
@@ -57,28 +80,45 @@ fn scripts(timeout_ms: u32) -> [Script; 3] {
             .map(|statement| format!("{statement};\n"))
             .collect::<String>()
     };
+    let messages = format!(
+        "{}SELECT 1;\n{}",
+        one_message(&begin),
+        one_message(ROLLBACK_AND_UNLOCK)
+    );
+    let kept = |name: &'static str, n: usize, whose: &str| Script {
+        name,
+        what: format!(
+            "the same messages on a session holding {n} prepared statements ({whose} statement cache, full)"
+        ),
+        protocol: "simple",
+        defines: &["warmed=0"],
+        text: format!("{}{messages}", keep_prepared(n)),
+    };
     [
         Script {
             name: "select1",
-            what: "`SELECT 1`, prepared: one round trip (as the sqlx path)",
+            what: "`SELECT 1`, prepared: one round trip (as the sqlx path)".into(),
             protocol: "prepared",
+            defines: &[],
             text: "SELECT 1;\n".to_string(),
         },
         Script {
             name: "messages",
             what: "the worker's messages for a read as it sends them (its BEGIN message, `SELECT 1`, \
-                   its ROLLBACK message), simple protocol: three round trips (as the `sqlx-tx` path)",
+                   its ROLLBACK message), simple protocol: three round trips (as the `sqlx-tx` path)"
+                .into(),
             protocol: "simple",
-            text: format!(
-                "{}SELECT 1;\n{}",
-                one_message(&begin),
-                one_message(ROLLBACK_AND_UNLOCK)
-            ),
+            defines: &[],
+            text: messages.clone(),
         },
+        kept("kept-few", KEPT[0], "the worker's default"),
+        kept("kept-many", KEPT[1], "sqlx's default"),
         Script {
             name: "pipelined",
-            what: "the same statements, one statement each, prepared and pipelined: one round trip",
+            what: "the same statements, one statement each, prepared and pipelined: one round trip"
+                .into(),
             protocol: "prepared",
+            defines: &[],
             text: format!(
                 "\\startpipeline\n{}SELECT 1;\n{}\\endpipeline\n",
                 one_per_line(&begin),
@@ -117,6 +157,7 @@ pub async fn run(
         name,
         what,
         protocol,
+        defines,
         text,
     } in scripts(timeout_ms)
     {
@@ -130,6 +171,9 @@ pub async fn run(
                 .arg(format!("--protocol={protocol}"))
                 .arg(format!("--client={c}"))
                 .arg(format!("--jobs={threads}"));
+            for define in defines {
+                cmd.arg(format!("--define={define}"));
+            }
             match plan {
                 Plan::Timed { measure, .. } => {
                     cmd.arg(format!("--time={}", measure.as_secs_f64().ceil().max(1.0)))
@@ -162,7 +206,7 @@ pub async fn run(
                 parse(&stdout).with_context(|| format!("reading pgbench's summary:\n{stdout}"))?;
             cases.push(PgbenchCase {
                 script: name.to_string(),
-                what: what.to_string(),
+                what: what.clone(),
                 concurrency: c,
                 calls,
                 calls_per_s,
@@ -227,7 +271,7 @@ mod tests {
 
     #[test]
     fn the_messages_are_the_workers_three_messages() {
-        let [_, messages, _] = super::scripts(1234);
+        let [_, messages, ..] = super::scripts(1234);
         assert_eq!(messages.protocol, "simple");
         let lines: Vec<&str> = messages.text.lines().collect();
         assert_eq!(lines.len(), 3, "{}", messages.text);
@@ -242,8 +286,24 @@ mod tests {
     }
 
     #[test]
+    fn the_kept_scripts_prepare_statements_once_then_send_the_messages() {
+        let [_, messages, few, many, _] = super::scripts(1234);
+        for (script, n) in [(few, super::KEPT[0]), (many, 100)] {
+            assert_eq!(script.protocol, "simple");
+            assert_eq!(script.defines, ["warmed=0"]);
+            let lines: Vec<&str> = script.text.lines().collect();
+            assert_eq!(lines[0], "\\if :warmed = 0", "{}", script.text);
+            assert!(lines[1].starts_with(&format!("DO $$ BEGIN FOR i IN 1..{n} LOOP ")));
+            assert!(lines[1].ends_with("END LOOP; END $$;"), "{}", lines[1]);
+            assert_eq!(lines[2..4], ["\\set warmed 1", "\\endif"]);
+            assert_eq!(lines[4..].join("\n") + "\n", messages.text);
+            assert!(script.what.contains(&format!("holding {n} prepared")));
+        }
+    }
+
+    #[test]
     fn the_pipeline_holds_the_workers_statements_one_per_line() {
-        let [_, _, pipelined] = super::scripts(1234);
+        let [.., pipelined] = super::scripts(1234);
         assert_eq!(pipelined.protocol, "prepared");
         let script = pipelined.text;
         let lines: Vec<&str> = script.lines().collect();

@@ -209,6 +209,26 @@ impl Report {
         Some(text)
     }
 
+    /// What the prepared statements a session keeps cost every call (the
+    /// check at BEGIN reads them all), at c=8, where the CPUs are busy.
+    fn kept(&self) -> Option<String> {
+        let cpu = |script: &str| {
+            self.pgbench
+                .iter()
+                .find(|p| p.script == script && p.concurrency == 8)
+                .map(|p| p.cpu.postgres_us)
+        };
+        let [few, many] = crate::pgbench::KEPT;
+        Some(format!(
+            "The worker's messages at c=8 cost PostgreSQL {:.0} µs of CPU per call on a session holding no \
+             other prepared statement, {:.0} µs on one holding {few} (the worker's statement cache, full) \
+             and {:.0} µs on one holding {many} (sqlx's).",
+            cpu("messages")?,
+            cpu("kept-few")?,
+            cpu("kept-many")?
+        ))
+    }
+
     /// `SELECT 1` through MCP at c=32 in CPU time: what each process spends
     /// per call, against what the throughput target leaves per call on this
     /// machine's CPUs.
@@ -472,6 +492,9 @@ impl Report {
         }
         if let Some(ceiling) = self.ceiling() {
             let _ = writeln!(out, "\n{ceiling}");
+        }
+        if let Some(kept) = self.kept() {
+            let _ = writeln!(out, "\n{kept}");
         }
         let _ = writeln!(out);
         let _ = writeln!(out, "| target | goal | this run | met |");

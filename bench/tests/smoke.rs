@@ -92,7 +92,7 @@ fn smoke_run_writes_every_section() -> Result<()> {
     }
     // pgbench ships with the PostgreSQL server the harness needs.
     let pgbench = report["pgbench"].as_array().context("no pgbench section")?;
-    for script in ["select1", "messages", "pipelined"] {
+    for script in ["select1", "messages", "kept-few", "kept-many", "pipelined"] {
         for concurrency in [1, 8, 32] {
             let p = pgbench
                 .iter()
@@ -126,7 +126,8 @@ fn smoke_run_writes_every_section() -> Result<()> {
         md.contains("to sqlx (`sqlx-tx`) and at")
             && md.contains("pipelined into one round trip (pgbench)")
             && md.contains("CPU µs per call: PostgreSQL | pgbench |")
-            && md.contains("µs on the same statements pipelined"),
+            && md.contains("µs on the same statements pipelined")
+            && md.contains("(the worker's statement cache, full)"),
         "{md}"
     );
     ensure!(

@@ -89,7 +89,7 @@ pub struct Args {
     /// leftover SQL-level prepared statements, which reads all prepared
     /// statements of the session: each one kept costs every call about a
     /// microsecond of PostgreSQL's time (docs/scaling.md).
-    #[arg(long, env = "PGMCP_STATEMENT_CACHE_CAPACITY", default_value_t = 16)]
+    #[arg(long, env = "PGMCP_STATEMENT_CACHE_CAPACITY", default_value_t = STATEMENT_CACHE_CAPACITY)]
     pub statement_cache_capacity: usize,
 
     /// How long start-up waits for each database before giving up, in milliseconds.
@@ -286,6 +286,10 @@ impl std::fmt::Debug for TargetConfig {
             .finish()
     }
 }
+
+/// Prepared statements a pooled connection keeps by default
+/// (`--statement-cache-capacity`); sqlx's own default is 100.
+pub const STATEMENT_CACHE_CAPACITY: usize = 16;
 
 /// Pool settings shared by all targets.
 #[derive(Debug, Clone)]
@@ -747,7 +751,10 @@ mod tests {
     fn the_statement_cache_is_small_by_default_and_never_off() -> anyhow::Result<()> {
         let file = TempFile::new("cache", "postgres://u@db.internal/shop\n")?;
         let mut args = args_with_url_file(&file.0)?;
-        assert_eq!(Config::from_args(&args)?.pool.statement_cache_capacity, 16);
+        assert_eq!(
+            Config::from_args(&args)?.pool.statement_cache_capacity,
+            STATEMENT_CACHE_CAPACITY
+        );
         args.statement_cache_capacity = 0;
         let err = Config::from_args(&args)
             .err()
