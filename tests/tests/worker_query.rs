@@ -3,6 +3,8 @@
 
 use std::time::{Duration, Instant};
 
+use anyhow::Context;
+
 use pgmcp_proto::v1::{AccessMode, InfoRequest, QueryRequest};
 use pgmcp_tests::worker::{InProcessWorker, query, sql};
 use pgmcp_tests::{Pg, bins};
@@ -383,5 +385,17 @@ async fn a_connection_keeps_no_more_prepared_statements_than_its_cache_holds() -
         .map_err(fail)?;
         assert_eq!(res.rows, vec![serde_json::json!([kept])], "{database}");
     }
+
+    // A URL that turns the cache off is refused, as the flag would be.
+    let off = format!("{url}{sep}statement-cache-capacity=0");
+    let err = InProcessWorker::start(&["--database-url", &off])
+        .await
+        .err()
+        .context("a URL with statement-cache-capacity=0 was accepted")?;
+    let msg = format!("{err:#}");
+    assert!(
+        msg.contains("statement-cache-capacity=0") && msg.contains("use at least 1"),
+        "{msg}"
+    );
     Ok(())
 }

@@ -87,8 +87,8 @@ pub struct Args {
     /// cache, least recently used out first), unless a target's URL sets
     /// `statement-cache-capacity`. Every call checks its connection for
     /// leftover SQL-level prepared statements, which reads all prepared
-    /// statements of the session: each one kept costs every call about a
-    /// microsecond of PostgreSQL's time (docs/scaling.md).
+    /// statements of the session: each one kept costs every call 1–1.5 µs
+    /// of PostgreSQL's CPU (docs/scaling.md).
     #[arg(long, env = "PGMCP_STATEMENT_CACHE_CAPACITY", default_value_t = STATEMENT_CACHE_CAPACITY)]
     pub statement_cache_capacity: usize,
 

@@ -208,8 +208,16 @@ async fn connect_target(
         startup.push(("default_transaction_read_only", "on"));
     }
     options = options.options(startup);
-    if !sets_statement_cache(&t.url) {
-        options = options.statement_cache_capacity(pool.statement_cache_capacity);
+    match url_statement_cache(&t.url).as_deref().map(str::trim) {
+        None => options = options.statement_cache_capacity(pool.statement_cache_capacity),
+        Some("0") => bail!(
+            "database `{}`: statement-cache-capacity=0 in its URL {shown}: the driver closes the statements it \
+             prepares as they leave this cache, and without one would leave them open on the server; \
+             use at least 1",
+            t.name
+        ),
+        // sqlx has read it (and refused anything but a number).
+        Some(_) => {}
     }
     let side = PgPoolOptions::new()
         .max_connections(1)
@@ -361,15 +369,13 @@ async fn check_role(target: &Target, allow: bool) -> Result<()> {
     Ok(())
 }
 
-/// Whether a database URL sets the driver's statement cache itself
+/// The driver's statement cache as a database URL sets it
 /// (`?statement-cache-capacity=N`), which then wins over the worker's flag.
-fn sets_statement_cache(url: &str) -> bool {
+fn url_statement_cache(url: &str) -> Option<String> {
     url::Url::parse(url)
-        .map(|u| {
-            u.query_pairs()
-                .any(|(k, _)| k == "statement-cache-capacity")
-        })
-        .unwrap_or(false)
+        .ok()?
+        .query_pairs()
+        .find_map(|(k, v)| (k == "statement-cache-capacity").then(|| v.into_owned()))
 }
 
 /// Removes the URL's password from a driver message, should it appear.
@@ -385,17 +391,22 @@ fn scrub(message: &str, url: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::sets_statement_cache;
+    use super::url_statement_cache;
 
     #[test]
     fn a_url_may_set_the_statement_cache_itself() {
-        assert!(sets_statement_cache(
-            "postgres://u:p@db/app?sslmode=require&statement-cache-capacity=64"
-        ));
-        assert!(!sets_statement_cache(
-            "postgres://u:p@db/app?sslmode=require"
-        ));
-        assert!(!sets_statement_cache("postgres://db/app"));
-        assert!(!sets_statement_cache("not a url"));
+        assert_eq!(
+            url_statement_cache(
+                "postgres://u:p@db/app?sslmode=require&statement-cache-capacity=64"
+            )
+            .as_deref(),
+            Some("64")
+        );
+        assert_eq!(
+            url_statement_cache("postgres://u:p@db/app?sslmode=require"),
+            None
+        );
+        assert_eq!(url_statement_cache("postgres://db/app"), None);
+        assert_eq!(url_statement_cache("not a url"), None);
     }
 }
