@@ -277,6 +277,18 @@ pub struct TargetConfig {
     pub mode: Mode,
 }
 
+impl TargetConfig {
+    /// The driver's statement cache as the URL sets it
+    /// (`?statement-cache-capacity=N`), which then wins over
+    /// `--statement-cache-capacity`.
+    pub fn statement_cache(&self) -> Option<String> {
+        url::Url::parse(&self.url)
+            .ok()?
+            .query_pairs()
+            .find_map(|(k, v)| (k == "statement-cache-capacity").then(|| v.into_owned()))
+    }
+}
+
 impl std::fmt::Debug for TargetConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("TargetConfig")
@@ -290,6 +302,10 @@ impl std::fmt::Debug for TargetConfig {
 /// Prepared statements a pooled connection keeps by default
 /// (`--statement-cache-capacity`); sqlx's own default is 100.
 pub const STATEMENT_CACHE_CAPACITY: usize = 16;
+
+/// Why a statement cache of 0 is refused, from the flag or a URL.
+const NO_STATEMENT_CACHE: &str = "the driver closes the statements it prepares as they leave this cache, \
+     and without one would leave them open on the server";
 
 /// Pool settings shared by all targets.
 #[derive(Debug, Clone)]
@@ -470,10 +486,16 @@ impl Config {
             bail!("--pool-max-connections must be at least 1");
         }
         if args.statement_cache_capacity == 0 {
-            bail!(
-                "--statement-cache-capacity must be at least 1: the driver closes the statements it prepares \
-                 as they leave this cache, and without one would leave them open on the server"
-            );
+            bail!("--statement-cache-capacity must be at least 1: {NO_STATEMENT_CACHE}");
+        }
+        for t in &targets {
+            if t.statement_cache().as_deref().map(str::trim) == Some("0") {
+                bail!(
+                    "database `{}`: statement-cache-capacity=0 in its URL {}: {NO_STATEMENT_CACHE}; use at least 1",
+                    t.name,
+                    redact_url(&t.url)
+                );
+            }
         }
         if args.pool_min_connections > args.pool_max_connections {
             bail!(
@@ -764,6 +786,26 @@ mod tests {
             "{err:#}"
         );
         Ok(())
+    }
+
+    #[test]
+    fn a_url_may_set_the_statement_cache_itself() {
+        let target = |url: &str| TargetConfig {
+            name: "t".into(),
+            url: url.into(),
+            mode: Mode::ReadOnly,
+        };
+        assert_eq!(
+            target("postgres://u:p@db/app?sslmode=require&statement-cache-capacity=64")
+                .statement_cache()
+                .as_deref(),
+            Some("64")
+        );
+        assert_eq!(
+            target("postgres://u:p@db/app?sslmode=require").statement_cache(),
+            None
+        );
+        assert_eq!(target("not a url").statement_cache(), None);
     }
 
     #[test]

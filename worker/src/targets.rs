@@ -208,16 +208,9 @@ async fn connect_target(
         startup.push(("default_transaction_read_only", "on"));
     }
     options = options.options(startup);
-    match url_statement_cache(&t.url).as_deref().map(str::trim) {
-        None => options = options.statement_cache_capacity(pool.statement_cache_capacity),
-        Some("0") => bail!(
-            "database `{}`: statement-cache-capacity=0 in its URL {shown}: the driver closes the statements it \
-             prepares as they leave this cache, and without one would leave them open on the server; \
-             use at least 1",
-            t.name
-        ),
-        // sqlx has read it (and refused anything but a number).
-        Some(_) => {}
+    // A URL's own setting wins (config.rs has refused 0).
+    if t.statement_cache().is_none() {
+        options = options.statement_cache_capacity(pool.statement_cache_capacity);
     }
     let side = PgPoolOptions::new()
         .max_connections(1)
@@ -369,15 +362,6 @@ async fn check_role(target: &Target, allow: bool) -> Result<()> {
     Ok(())
 }
 
-/// The driver's statement cache as a database URL sets it
-/// (`?statement-cache-capacity=N`), which then wins over the worker's flag.
-fn url_statement_cache(url: &str) -> Option<String> {
-    url::Url::parse(url)
-        .ok()?
-        .query_pairs()
-        .find_map(|(k, v)| (k == "statement-cache-capacity").then(|| v.into_owned()))
-}
-
 /// Removes the URL's password from a driver message, should it appear.
 fn scrub(message: &str, url: &str) -> String {
     match url::Url::parse(url)
@@ -386,27 +370,5 @@ fn scrub(message: &str, url: &str) -> String {
     {
         Some(pw) if !pw.is_empty() => message.replace(&pw, "***"),
         _ => message.to_string(),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::url_statement_cache;
-
-    #[test]
-    fn a_url_may_set_the_statement_cache_itself() {
-        assert_eq!(
-            url_statement_cache(
-                "postgres://u:p@db/app?sslmode=require&statement-cache-capacity=64"
-            )
-            .as_deref(),
-            Some("64")
-        );
-        assert_eq!(
-            url_statement_cache("postgres://u:p@db/app?sslmode=require"),
-            None
-        );
-        assert_eq!(url_statement_cache("postgres://db/app"), None);
-        assert_eq!(url_statement_cache("not a url"), None);
     }
 }
